@@ -1,0 +1,156 @@
+"""The canonical on-disk dataset: LC-Rec's layout plus what LC-Rec lacks, in the same style.
+
+    DIR/{name}.inter.json      {"0": [item, ...], ...}       chronological (LC-Rec)
+    DIR/{name}.item.json       {"0": {"title": ..., ...}}    item table (LC-Rec, extended)
+    DIR/{name}.rating.json     {"0": [5.0, null, ...]}       aligned with inter (optional)
+    DIR/{name}.time.json       {"0": [1388534400, ...]}      aligned with inter (optional)
+    DIR/{name}.negatives.json  {"0": [item x 99], ...}       fixed ranking negatives (optional)
+    DIR/{name}.user.map.json   {"0": "A1YJEY40YUW4SE", ...}  dense user id -> source user id
+    DIR/{name}.meta.json       split, options, filter counts, leakage report
+    DIR/{name}.index.json      item tokens, written by `jaxrec index build` (LC-Rec)
+
+`read_dataset(write_dataset(ds))` equals `ds` exactly (`Dataset.equals`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+
+import numpy as np
+
+from jaxrec.data.dataset import DataError, Dataset, Item
+from jaxrec.data.formats import read_json_object
+
+FORMAT_VERSION = 1
+
+
+def _dump(obj, path: str, indent: int | None = None) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=indent)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _item_record(item: Item) -> dict:
+    return {
+        "title": item.title,
+        "description": item.description,
+        "brand": item.brand,
+        "categories": list(item.categories),
+        "price": item.price,
+        "attributes": list(item.attributes),
+        "original_id": item.original_id,
+    }
+
+
+def write_dataset(ds: Dataset, out_dir: str) -> str:
+    """Write `ds` in the canonical layout; returns the path of its `.inter.json`."""
+    os.makedirs(out_dir, exist_ok=True)
+    p = os.path.join(out_dir, ds.name)
+    _dump({str(u): s.tolist() for u, s in enumerate(ds.sequences)}, p + ".inter.json")
+    _dump({str(i): _item_record(it) for i, it in enumerate(ds.items)}, p + ".item.json")
+    if ds.ratings is not None:
+        _dump(
+            {
+                str(u): [None if math.isnan(x) else float(x) for x in r.tolist()]
+                for u, r in enumerate(ds.ratings)
+            },
+            p + ".rating.json",
+        )
+    if ds.timestamps is not None:
+        _dump({str(u): t.tolist() for u, t in enumerate(ds.timestamps)}, p + ".time.json")
+    if ds.negatives is not None:
+        _dump({str(u): n.tolist() for u, n in enumerate(ds.negatives)}, p + ".negatives.json")
+    _dump({str(u): name for u, name in enumerate(ds.users)}, p + ".user.map.json")
+    _dump({"format_version": FORMAT_VERSION, **ds.metadata}, p + ".meta.json", indent=2)
+    return p + ".inter.json"
+
+
+def find_dataset_name(data_dir: str) -> str:
+    """The `{name}` of the single `{name}.inter.json` in `data_dir`."""
+    if not os.path.isdir(data_dir):
+        raise DataError(f"{data_dir}: not a directory")
+    names = sorted(
+        os.path.basename(f)[: -len(".inter.json")]
+        for f in glob.glob(os.path.join(data_dir, "*.inter.json"))
+    )
+    if not names:
+        raise DataError(f"{data_dir}: no *.inter.json file (not a prepared dataset)")
+    if len(names) > 1:
+        raise DataError(f"{data_dir}: several datasets ({names}); pass the name explicitly")
+    return names[0]
+
+
+def _dense_lists(path: str, obj: dict, count: int | None = None) -> list:
+    """Values of a {"0": ..., "1": ...} object in key order; keys must be exactly 0..n-1."""
+    n = len(obj) if count is None else count
+    if len(obj) != n or any(str(k) not in obj for k in range(n)):
+        raise DataError(f"{path}: keys must be the dense ids 0..{n - 1} ({len(obj)} keys found)")
+    return [obj[str(k)] for k in range(n)]
+
+
+def read_dataset(data_dir: str, name: str | None = None) -> Dataset:
+    """Read a dataset written by `write_dataset` (validates every file against the others)."""
+    name = name or find_dataset_name(data_dir)
+    p = os.path.join(data_dir, name)
+    meta_path = p + ".meta.json"
+    if not os.path.exists(meta_path):
+        raise DataError(
+            f"{meta_path}: missing; {data_dir} is not a prepared jaxrec dataset "
+            "(run `jaxrec data prepare` first)"
+        )
+    metadata = read_json_object(meta_path)
+    version = metadata.pop("format_version", None)
+    if version != FORMAT_VERSION:
+        raise DataError(f"{meta_path}: format_version {version!r}, expected {FORMAT_VERSION}")
+    inter_path = p + ".inter.json"
+    seqs = _dense_lists(inter_path, read_json_object(inter_path))
+    num_users = len(seqs)
+    item_path = p + ".item.json"
+    items = []
+    for i, rec in enumerate(_dense_lists(item_path, read_json_object(item_path))):
+        try:
+            items.append(
+                Item(
+                    original_id=rec["original_id"],
+                    title=rec["title"],
+                    brand=rec["brand"],
+                    categories=tuple(rec["categories"]),
+                    description=rec["description"],
+                    price=rec["price"],
+                    attributes=tuple(rec["attributes"]),
+                )
+            )
+        except (KeyError, TypeError) as e:
+            raise DataError(f"{item_path}: item {i}: bad or missing field {e}") from None
+    users_path = p + ".user.map.json"
+    users = _dense_lists(users_path, read_json_object(users_path), num_users)
+
+    def optional(suffix: str, convert):
+        path = p + suffix
+        if not os.path.exists(path):
+            return None
+        return [convert(v) for v in _dense_lists(path, read_json_object(path), num_users)]
+
+    ratings = optional(
+        ".rating.json", lambda r: np.array([np.nan if x is None else x for x in r], np.float32)
+    )
+    timestamps = optional(".time.json", lambda t: np.array(t, np.int64))
+    negatives = optional(".negatives.json", lambda n: np.array(n, np.int32))
+    try:
+        return Dataset(
+            name=name,
+            users=[str(u) for u in users],
+            sequences=[np.array(s, np.int32) for s in seqs],
+            items=items,
+            ratings=ratings,
+            timestamps=timestamps,
+            negatives=None if negatives is None else np.stack(negatives),
+            metadata=metadata,
+        )
+    except DataError as e:
+        raise DataError(f"{data_dir}: {e}") from None
