@@ -30,7 +30,8 @@ FORMAT_VERSION = 1
 def _dump(obj, path: str, indent: int | None = None) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=indent)
+        # json.dumps (one shot) uses the C encoder; json.dump streams through pure Python.
+        f.write(json.dumps(obj, ensure_ascii=False, indent=indent))
         f.write("\n")
     os.replace(tmp, path)
 

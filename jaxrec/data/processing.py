@@ -98,29 +98,54 @@ def sample_negatives(
     seed: int,
     users: list[str] | None = None,
 ) -> np.ndarray:
-    """[num_users, num_negatives] items each user never interacted with, seeded, no repeats."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((len(sequences), num_negatives), dtype=np.int32)
+    """[num_users, num_negatives] items each user never interacted with, seeded, no repeats.
+
+    Vectorised rejection sampling: one block of random candidates per user, membership tested
+    against all (user, item) pairs at once; the rare user whose block falls short is finished
+    from a per-user stream seeded by (seed, user).
+    """
+    num_users = len(sequences)
+    out = np.zeros((num_users, num_negatives), dtype=np.int32)
+    if num_negatives == 0:
+        return out
     for u, seq in enumerate(sequences):
-        seen = set(seq.tolist())
-        available = num_items - len(seen)
-        if available < num_negatives:
+        seen = len(set(seq.tolist()))
+        if num_items - seen < num_negatives:
             who = users[u] if users is not None else u
             raise DataError(
-                f"user {who!r} has interacted with {len(seen)} of {num_items} items: fewer than "
+                f"user {who!r} has interacted with {seen} of {num_items} items: fewer than "
                 f"{num_negatives} items are left to draw negatives from (lower --num-negatives)"
             )
-        chosen: list[int] = []
-        chosen_set: set[int] = set()
-        while len(chosen) < num_negatives:
-            for c in rng.integers(0, num_items, size=2 * num_negatives).tolist():
-                if c not in seen and c not in chosen_set:
-                    chosen.append(c)
-                    chosen_set.add(c)
-                    if len(chosen) == num_negatives:
-                        break
-        out[u] = chosen
+    rng = np.random.default_rng(seed)
+    width = 2 * num_negatives + 16
+    cand_UxM = rng.integers(0, num_items, size=(num_users, width), dtype=np.int64)
+    lengths = np.array([len(s) for s in sequences])
+    seen_keys = np.unique(
+        np.repeat(np.arange(num_users, dtype=np.int64), lengths) * num_items
+        + np.concatenate(sequences).astype(np.int64)
+    )
+    keys_UxM = cand_UxM + np.arange(num_users, dtype=np.int64)[:, None] * num_items
+    ok_UxM = ~np.isin(keys_UxM, seen_keys)
+    for u in range(num_users):
+        row = list(dict.fromkeys(cand_UxM[u][ok_UxM[u]].tolist()))  # unique, order kept
+        if len(row) < num_negatives:
+            row = _finish_negatives(row, sequences[u], num_items, num_negatives, seed, u)
+        out[u] = row[:num_negatives]
     return out
+
+
+def _finish_negatives(row, seq, num_items, num_negatives, seed, user):
+    chosen = list(row)
+    excluded = set(seq.tolist()) | set(chosen)
+    rng = np.random.default_rng([seed, user])
+    while len(chosen) < num_negatives:
+        for c in rng.integers(0, num_items, size=num_negatives).tolist():
+            if c not in excluded:
+                chosen.append(c)
+                excluded.add(c)
+                if len(chosen) == num_negatives:
+                    break
+    return np.array(chosen)
 
 
 def _item_order(item_ids: list[str], order: str, seed: int) -> list[str]:
