@@ -1,0 +1,308 @@
+"""Register seqio Tasks and Mixtures for a prepared dataset.
+
+    register_dataset_tasks("/data/beauty", item_repr="sid")
+      -> beauty_sid_retrieval, beauty_sid_ranking, beauty_sid_mim, beauty_sid_bpr, ...
+         beauty_sid_cao    (recommendation + MIM + MLM + BPR; Cao et al.)
+         beauty_sid_lcrec  (retrieval + item/index alignment + fusion [+ search, preference])
+
+Each Task reads text examples from an in-memory `seqio.FunctionDataSource` (splits train /
+validation / test), tokenizes `inputs`/`targets` with the dataset's `RecVocabulary` and appends
+EOS, so any seqio feature converter (e.g. `EncDecFeatureConverter`, packed or not) applies.
+Registration reads the dataset (to know which tasks exist) but builds examples and trains a
+SentencePiece model (when none is given) only when a dataset is first requested. Calling it
+again with the same arguments is a no-op; with different arguments it replaces the tasks.
+Mixture rates default to each task's number of training examples (i.e. plain concatenation,
+as both papers do); pass `mixture_rates={"mim": 0.5, ...}` to override per task.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from jaxrec.data.canonical import find_dataset_name, read_dataset
+from jaxrec.data.dataset import DataError, Dataset
+from jaxrec.indexing.item_index import ItemIndex
+from jaxrec.tasks import examples as ex_lib
+from jaxrec.tasks.items import ItemRenderer, make_renderer
+from jaxrec.tasks.templates import corpus as template_corpus
+from jaxrec.tasks.user_info import UserInfo, read_user_info, user_info_path
+from jaxrec.tasks.vocab import NUM_EXTRA_IDS, RecVocabulary, train_sentencepiece
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_SPM_VOCAB_SIZE = 4000
+
+
+def sentencepiece_corpus(ds: Dataset) -> list[str]:
+    """Text a local SentencePiece model is trained on: item text, templates, ids, ratings."""
+    lines = []
+    for i, it in enumerate(ds.items):
+        lines.append(f'item_{i} "{it.title}"' if it.title else f"item_{i}")
+        for text in (it.brand, ", ".join(it.categories), it.description[:500]):
+            if text:
+                lines.append(text)
+    lines.extend(template_corpus())
+    lines.append("[MASK] 1 2 3 4 5 stars 0.5 1.5 2.5 3.5 4.5")
+    return lines
+
+
+def default_cache_dir(dataset_dir: str) -> str:
+    """`{dataset_dir}/cache` when writable, else `$JAXREC_CACHE_DIR` or ~/.cache/jaxrec."""
+    env = os.environ.get("JAXREC_CACHE_DIR")
+    if env:
+        return env
+    if os.access(dataset_dir, os.W_OK):
+        return os.path.join(dataset_dir, "cache")
+    return os.path.join(os.path.expanduser("~"), ".cache", "jaxrec")
+
+
+class DatasetSource:
+    """One prepared dataset in one item representation: lazy examples, vocabulary, eval data."""
+
+    def __init__(
+        self,
+        ds: Dataset,
+        renderer: ItemRenderer,
+        vocabulary: RecVocabulary,
+        options: ex_lib.TaskOptions,
+        user_info: UserInfo | None,
+    ):
+        self.dataset = ds
+        self.renderer = renderer
+        self.vocabulary = vocabulary
+        self.options = options
+        self.user_info = user_info
+        self._cache: dict[tuple[str, str], list[ex_lib.TextExample]] = {}
+        self._lock = threading.Lock()
+
+    def available(self) -> dict[str, str | None]:
+        """task -> None if it can be built, else the reason it is skipped."""
+        return {
+            t: ex_lib.unavailable(t, self.dataset, self.renderer, self.user_info)
+            for t in ex_lib.TASKS
+        }
+
+    def examples(self, task: str, split: str) -> list[ex_lib.TextExample]:
+        key = (task, split)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = list(
+                    ex_lib.build_examples(
+                        task, self.dataset, self.renderer, split, self.options, self.user_info
+                    )
+                )
+                log.info(
+                    "%s/%s/%s: %d examples", self.dataset.name, task, split, len(self._cache[key])
+                )
+            return self._cache[key]
+
+    def tf_dataset(self, task: str, split: str, shuffle_files: bool = False, seed=None):
+        """`seqio.FunctionDataSource` dataset_fn: {"inputs", "targets"} string scalars."""
+        del shuffle_files, seed  # one in-memory "file"; seqio shuffles examples itself
+        exs = self.examples(task, split)
+        inputs = np.array([e.inputs for e in exs], dtype=object)
+        targets = np.array([e.targets for e in exs], dtype=object)
+        if not exs:
+            inputs = targets = tf.constant([], dtype=tf.string)
+        return tf.data.Dataset.from_tensor_slices({"inputs": inputs, "targets": targets})
+
+    def eval_examples(self, task: str, split: str) -> list[ex_lib.EvalExample]:
+        return ex_lib.eval_examples(task, self.dataset, self.renderer, split, self.options)
+
+    def item_token_ids(self) -> list[list[int]]:
+        """Per item id, the token ids a decoder must emit for it (prefix-table input)."""
+        return self.vocabulary.item_token_ids(self.renderer.strings)
+
+
+_SOURCES: dict[str, DatasetSource] = {}  # task or mixture name -> its source
+_KEYS: dict[str, tuple] = {}  # registration prefix -> arguments it was registered with
+SKIPPED: dict[str, dict[str, str]] = {}  # registration prefix -> skipped task -> reason
+
+
+@functools.lru_cache(maxsize=8)
+def _read(dataset_dir: str, name: str | None, mtime: float) -> Dataset:
+    del mtime  # part of the cache key only: a re-prepared dataset is read again
+    return read_dataset(dataset_dir, name)
+
+
+def load_dataset(dataset_dir: str, dataset_name: str | None = None) -> Dataset:
+    """`read_dataset`, cached per directory (re-read when its `.inter.json` changes)."""
+    name = dataset_name or find_dataset_name(dataset_dir)
+    mtime = os.path.getmtime(os.path.join(dataset_dir, f"{name}.inter.json"))
+    return _read(os.path.abspath(dataset_dir), name, mtime)
+
+
+def _local_spm(ds: Dataset, cache_dir: str, vocab_size: int) -> str:
+    return train_sentencepiece(sentencepiece_corpus(ds), cache_dir, vocab_size)
+
+
+def _rate_fn(source: DatasetSource, task: str, fixed: float | None):
+    if fixed is not None:
+        return fixed
+    return lambda _task: float(max(1, len(source.examples(task, "train"))))
+
+
+def register_dataset_tasks(
+    dataset_dir: str,
+    name: str | None = None,
+    index_path: str | None = None,
+    item_repr: str = "sid",
+    mixture_rates: dict[str, float] | None = None,
+    spm_path: str | None = None,
+    extra_ids: int = NUM_EXTRA_IDS,
+    options: ex_lib.TaskOptions = ex_lib.TaskOptions(),
+    cache_dir: str | None = None,
+    tasks: tuple[str, ...] | None = None,
+    dataset_name: str | None = None,
+    spm_vocab_size: int = DEFAULT_SPM_VOCAB_SIZE,
+) -> list[str]:
+    """Register `{name}_{item_repr}_{task}` Tasks and the `_cao` / `_lcrec` Mixtures.
+
+    Args:
+      dataset_dir: a prepared (canonical) dataset directory.
+      name: prefix of the task names (default: the dataset name, lower-cased).
+      index_path: LC-Rec `.index.json` for item_repr "sid" (default `{dir}/{dataset}.index.json`).
+      item_repr: "sid", "id", "id_title" or "title" (see `jaxrec.tasks.items`).
+      mixture_rates: per task short name, a fixed mixing rate (others: #train examples).
+      spm_path: SentencePiece model (FLAN-T5's in TPU configs). None: train one on the
+        dataset's text, cached under `cache_dir`.
+      extra_ids: sentinels after the SentencePiece pieces (100 for FLAN-T5).
+      options: example builder options (history cap, candidate counts, seed, ...).
+      tasks: restrict to these task short names (default: every available task).
+      dataset_name: which dataset of `dataset_dir` if it holds several.
+
+    Returns:
+      The registered task and mixture names.
+    """
+    ds = load_dataset(dataset_dir, dataset_name)
+    name = (name or ds.name).lower()
+    prefix = f"{name}_{item_repr}"
+    index = None
+    if item_repr == "sid":
+        index_path = index_path or os.path.join(dataset_dir, f"{ds.name}.index.json")
+        if not os.path.exists(index_path):
+            raise DataError(
+                f"{index_path}: no item index for item_repr 'sid' "
+                "(run `jaxrec index build` or pass index_path)"
+            )
+        index = ItemIndex.from_json(index_path, num_items=ds.num_items)
+    uinfo_path = user_info_path(dataset_dir, ds.name)
+    key = (
+        os.path.abspath(dataset_dir), ds.name, id(ds), index_path, item_repr,
+        tuple(sorted((mixture_rates or {}).items())), spm_path, extra_ids, options,
+        cache_dir, tasks, spm_vocab_size, os.path.exists(uinfo_path),
+    )  # fmt: skip
+    if _KEYS.get(prefix) == key:
+        return [n for n, s in _SOURCES.items() if n.startswith(prefix + "_")]
+    _unregister(prefix)
+
+    renderer = make_renderer(ds, item_repr, index)
+    user_info = read_user_info(uinfo_path, ds) if os.path.exists(uinfo_path) else None
+    if spm_path is None:  # trained lazily, on first tokenization
+        cache = cache_dir or default_cache_dir(dataset_dir)
+        spm_path = functools.partial(_local_spm, ds, cache, spm_vocab_size)
+    vocab = RecVocabulary(spm_path, renderer.new_tokens, extra_ids=extra_ids)
+    source = DatasetSource(ds, renderer, vocab, options, user_info)
+    features = {
+        "inputs": seqio.Feature(vocabulary=vocab, add_eos=True),
+        "targets": seqio.Feature(vocabulary=vocab, add_eos=True),
+    }
+    registered = []
+    SKIPPED[prefix] = {}
+    for task, reason in source.available().items():
+        if tasks is not None and task not in tasks:
+            continue
+        if reason:
+            log.info("%s: skipping task %s: %s", prefix, task, reason)
+            SKIPPED[prefix][task] = reason
+            continue
+        task_name = f"{prefix}_{task}"
+        seqio.TaskRegistry.add(
+            task_name,
+            source=seqio.FunctionDataSource(
+                dataset_fn=functools.partial(source.tf_dataset, task), splits=SPLITS
+            ),
+            preprocessors=[
+                seqio.preprocessors.tokenize,
+                seqio.CacheDatasetPlaceholder(),
+                seqio.preprocessors.append_eos_after_trim,
+            ],
+            output_features=features,
+            metric_fns=[],
+        )
+        _SOURCES[task_name] = source
+        registered.append(task)
+    names = [f"{prefix}_{t}" for t in registered]
+    rates = mixture_rates or {}
+    for mixture, members in (("cao", ex_lib.CAO_TASKS), ("lcrec", ex_lib.LCREC_TASKS)):
+        parts = [t for t in members if t in registered]
+        if not parts:
+            continue
+        mix_name = f"{prefix}_{mixture}"
+        seqio.MixtureRegistry.add(
+            mix_name, [(f"{prefix}_{t}", _rate_fn(source, t, rates.get(t))) for t in parts]
+        )
+        _SOURCES[mix_name] = source
+        names.append(mix_name)
+    _KEYS[prefix] = key
+    log.info("registered %d tasks and mixtures for %s: %s", len(names), prefix, names)
+    return names
+
+
+def register_reprs(dataset_dir: str, reprs: tuple[str, ...] | None = None, **kwargs) -> list[str]:
+    """Register every feasible item representation of a dataset (or those in `reprs`).
+
+    Default: "sid" when `{dir}/{dataset}.index.json` (or `index_path`) exists, "id", and
+    "id_title"/"title" when every item has a title. Representations that cannot be built are
+    skipped with a log line; other keyword arguments go to `register_dataset_tasks`.
+    """
+    ds = load_dataset(dataset_dir, kwargs.get("dataset_name"))
+    if reprs is None:
+        index_path = kwargs.get("index_path") or os.path.join(dataset_dir, f"{ds.name}.index.json")
+        reprs = ("sid",) if os.path.exists(index_path) else ()
+        reprs += ("id",)
+        if all(it.title.strip() for it in ds.items):
+            reprs += ("id_title", "title")
+    names = []
+    for item_repr in reprs:
+        try:
+            names += register_dataset_tasks(dataset_dir, item_repr=item_repr, **kwargs)
+        except DataError as e:
+            log.info("%s: not registering item_repr %r: %s", dataset_dir, item_repr, e)
+    return names
+
+
+def _unregister(prefix: str) -> None:
+    for n in [n for n in _SOURCES if n.startswith(prefix + "_")]:
+        for registry in (seqio.MixtureRegistry, seqio.TaskRegistry):
+            if n in registry.names():
+                registry.remove(n)
+        del _SOURCES[n]
+    _KEYS.pop(prefix, None)
+
+
+def source_of(task_or_mixture: str) -> DatasetSource:
+    """The `DatasetSource` behind a name registered by `register_dataset_tasks`."""
+    if task_or_mixture not in _SOURCES:
+        raise KeyError(f"{task_or_mixture!r} was not registered by jaxrec.tasks.registry")
+    return _SOURCES[task_or_mixture]
+
+
+def registered_names() -> list[str]:
+    return sorted(_SOURCES)
+
+
+def eval_examples(task_or_mixture: str, split: str, task: str = "retrieval"):
+    """Eval-time pieces of a registered dataset: (user, prompt, target item, ...) per user.
+
+    `task` is "retrieval", "ranking" or "rating"; prompts match the registered task's inputs.
+    """
+    return source_of(task_or_mixture).eval_examples(task, split)
