@@ -1,0 +1,315 @@
+"""Model-driven evaluation: a trained MODEL_DIR + a prepared dataset -> metrics, per-user rows.
+
+MODEL_DIR is what `jaxrec.train` writes: `model_config.json` (the `T5Config`), `vocabulary.json`
+(vocab size, EOS id, the task name and feature lengths), `vocab.model` when the SentencePiece
+model is a local file, and Orbax checkpoints under `checkpoints/<step>/default` (a `TrainState`:
+step, params, opt_state).
+
+Tasks (prompts come from `jaxrec.tasks.examples.eval_examples`, i.e. exactly the registered
+task's validation/test inputs):
+  retrieval  constrained beam search over the whole catalogue -> Recall/NDCG@{1,5,10,20}
+  ranking    the 100 fixed candidates scored by their sequence log-likelihood -> HR/NDCG@K
+  rating     greedy generation parsed as a 1-5 rating -> RMSE/MAE (+ unparsable count)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrec import evaluation
+from jaxrec.data.dataset import DataError
+from jaxrec.decoding import Constraint, leaf_sequences, sequences_to_items
+from jaxrec.generation import make_generate_fn
+from jaxrec.indexing.trie import PrefixTable, build_prefix_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A network and its parameters restored from a MODEL_DIR."""
+
+    model: Any  # jaxrec.models.network.Transformer
+    params: Any
+    step: int
+    vocab_info: dict[str, Any]
+    compiled: dict[tuple, Callable] = dataclasses.field(default_factory=dict)
+
+    def function(self, key: tuple, build: Callable[[], Callable]) -> Callable:
+        """A jitted function built once per `key` (reused across templates and calls)."""
+        if key not in self.compiled:
+            self.compiled[key] = build()
+        return self.compiled[key]
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (is this a jaxrec MODEL_DIR?)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def restore_params(model_dir: str, step: int | None = None) -> tuple[Any, int]:
+    """Parameters of the checkpoint at `step` (default: latest), on the first local device.
+
+    The target tree is rebuilt from the checkpoint's own metadata, so a checkpoint saved on any
+    mesh restores here without knowing the optimizer.
+    """
+    import orbax.checkpoint as ocp
+
+    root = os.path.join(os.path.abspath(model_dir), "checkpoints")
+    steps = sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+    if not steps:
+        raise DataError(f"{root}: no checkpoints")
+    step = steps[-1] if step is None else int(step)
+    if step not in steps:
+        raise DataError(f"{root}: no checkpoint for step {step} (have {steps})")
+    path = os.path.join(root, str(step), "default")
+    ckpt = ocp.StandardCheckpointer()
+    meta = ckpt.metadata(path)
+    tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        tree,
+        is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"),
+    )
+    restored = ckpt.restore(path, target)
+    if "params" not in restored:
+        raise DataError(f"{path}: checkpoint has no 'params' (keys {sorted(restored)})")
+    return restored["params"], step
+
+
+def load_model_dir(model_dir: str, step: int | None = None) -> LoadedModel:
+    """Rebuild the network from `model_config.json` and restore its parameters."""
+    from jaxrec.models.configs import T5Config
+    from jaxrec.models.network import Transformer
+
+    cfg_path = os.path.join(model_dir, "model_config.json")
+    fields = _read_json(cfg_path)
+    known = {f.name for f in dataclasses.fields(T5Config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise DataError(f"{cfg_path}: unknown T5Config field(s) {unknown}")
+    config = T5Config(**fields).replace(dropout_rate=0.0)
+    vocab_path = os.path.join(model_dir, "vocabulary.json")
+    vocab_info = _read_json(vocab_path) if os.path.exists(vocab_path) else {}
+    params, step = restore_params(model_dir, step)
+    log.info("restored %s step %d", model_dir, step)
+    return LoadedModel(Transformer(config), params, step, vocab_info)
+
+
+def encode_prompts(encode: Callable[[str], Sequence[int]], texts, length: int, eos_id: int):
+    """[n, length] int32: token ids + EOS, trimmed like seqio (keep the start), 0-padded."""
+    out = np.zeros((len(texts), length), np.int32)
+    for i, text in enumerate(texts):
+        ids = list(encode(text))[: length - 1] + [eos_id]
+        out[i, : len(ids)] = ids
+    return out
+
+
+def item_table(encode: Callable[[str], Sequence[int]], strings: Sequence[str], eos_id: int):
+    """Prefix table over every item's rendered target (what the model was trained to emit)."""
+    return build_prefix_table([list(encode(s)) for s in strings], eos_id)
+
+
+def _batches(n: int, batch_size: int, what: str):
+    """Index arrays of fixed size (the last one padded with row 0) and how many are real."""
+    t0 = time.perf_counter()
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        real = len(idx)
+        yield np.concatenate([idx, np.zeros(batch_size - real, int)]), real
+        done = start + real
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        log.info("%s: %d/%d users (%.1f users/s)", what, done, n, rate)
+
+
+def retrieve(
+    loaded: LoadedModel,
+    inputs: np.ndarray,
+    table: PrefixTable,
+    num_beams: int = 20,
+    num_returns: int | None = None,
+    batch_size: int = 16,
+    constrained: bool = True,
+    max_items: int = 20,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ranked item lists for encoded prompts `inputs [n, length]`.
+
+    Returns:
+      items [n, max_items] (-1 padded), invalid [n, num_returns] and scores [n, num_returns].
+    """
+    key = ("generate", table.eos_id, num_beams, num_returns, table.max_length)
+    generate = loaded.function(
+        key,
+        lambda: make_generate_fn(
+            loaded.model, table.eos_id, num_beams, num_returns, max_decode_len=table.max_length
+        ),
+    )
+    constraint = Constraint.from_table(table) if constrained else None
+    lookup = leaf_sequences(table)
+    items, invalid, scores = [], [], []
+    for idx, real in _batches(len(inputs), batch_size, "retrieval"):
+        seqs, sc = generate(loaded.params, jnp.asarray(inputs[idx]), constraint)
+        seqs, sc = np.asarray(seqs)[:real], np.asarray(sc)[:real]
+        it, inv = sequences_to_items(seqs, sc, table, max_items, lookup)
+        items.append(it), invalid.append(inv), scores.append(sc)
+    return np.concatenate(items), np.concatenate(invalid), np.concatenate(scores)
+
+
+def make_score_fn(model) -> Callable:
+    """Jitted `(params, inputs [b, L], targets [b, c, T]) -> [b, c]` summed target log-probs.
+
+    Targets end with EOS and are 0-padded; the encoder runs once per prompt.
+    """
+
+    @jax.jit
+    def score(params, inputs, targets):
+        b, c, t = targets.shape
+        variables = {"params": params}
+        encoded = model.apply(variables, inputs, enable_dropout=False, method=model.encode)
+        encoded = jnp.repeat(encoded, c, axis=0)
+        flat = targets.reshape(b * c, t)
+        dec_in = jnp.pad(flat[:, :-1], ((0, 0), (1, 0)))  # shifted right, 0 = start token
+        logits = model.apply(
+            variables,
+            encoded,
+            jnp.repeat(inputs, c, axis=0),
+            dec_in,
+            flat,
+            enable_dropout=False,
+            method=model.decode,
+        )
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+        tok = jnp.take_along_axis(logp, flat[..., None], axis=-1)[..., 0]
+        return jnp.where(flat > 0, tok, 0.0).sum(-1).reshape(b, c)
+
+    return score
+
+
+def score_candidates(
+    loaded: LoadedModel,
+    inputs: np.ndarray,
+    candidates: np.ndarray,
+    item_tokens: Sequence[Sequence[int]],
+    eos_id: int,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """[n, num_candidates] log-likelihood of each candidate item as the target (-1: -inf)."""
+    length = max(len(item_tokens[i]) for i in np.unique(candidates) if i >= 0) + 1
+    targets = np.zeros(candidates.shape + (length,), np.int32)
+    for (u, k), item in np.ndenumerate(candidates):
+        seq = list(item_tokens[max(item, 0)]) + [eos_id]
+        targets[u, k, : len(seq)] = seq
+    score = loaded.function(("score",), lambda: make_score_fn(loaded.model))
+    out = []
+    for idx, real in _batches(len(inputs), batch_size, "ranking"):
+        s = score(loaded.params, jnp.asarray(inputs[idx]), jnp.asarray(targets[idx]))
+        out.append(np.asarray(s)[:real])
+    return np.where(candidates >= 0, np.concatenate(out), -np.inf)
+
+
+def generate_text(
+    loaded: LoadedModel,
+    inputs: np.ndarray,
+    decode: Callable[[Sequence[int]], str],
+    eos_id: int,
+    max_decode_len: int = 8,
+    batch_size: int = 16,
+) -> list[str]:
+    """Greedy (1-beam) unconstrained generation, decoded to text up to EOS."""
+    generate = loaded.function(
+        ("generate", eos_id, 1, 1, max_decode_len),
+        lambda: make_generate_fn(loaded.model, eos_id, 1, 1, max_decode_len=max_decode_len),
+    )
+    texts: list[str] = []
+    for idx, real in _batches(len(inputs), batch_size, "rating"):
+        seqs, _ = generate(loaded.params, jnp.asarray(inputs[idx]), None)
+        for row in np.asarray(seqs)[:real, 0].tolist():
+            row = row[: row.index(eos_id)] if eos_id in row else row
+            texts.append(decode([t for t in row if t > 0]))
+    return texts
+
+
+def evaluate(
+    loaded: LoadedModel,
+    examples: Sequence[Any],
+    task: str,
+    encode: Callable[[str], Sequence[int]],
+    decode: Callable[[Sequence[int]], str],
+    item_strings: Sequence[str],
+    eos_id: int,
+    input_length: int,
+    num_beams: int = 20,
+    batch_size: int = 16,
+    constrained: bool = True,
+    ks: Sequence[int] = evaluation.DEFAULT_KS,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics and per-user records for one task over `EvalExample`s of one template."""
+    if not examples:
+        raise DataError(f"no {task} examples to evaluate")
+    inputs = encode_prompts(encode, [e.inputs for e in examples], input_length, eos_id)
+    users = [int(e.user) for e in examples]
+    targets = np.array([e.target_item for e in examples], np.int64)
+    if task == "retrieval":
+        table = item_table(encode, item_strings, eos_id)
+        items, invalid, scores = retrieve(
+            loaded, inputs, table, num_beams, None, batch_size, constrained, max(ks)
+        )
+        ranks = evaluation.target_ranks(items, targets)
+        metrics = evaluation.metrics_from_ranks(ranks, ks)
+        metrics["invalid_rate"] = evaluation.invalid_rate(invalid, np.isfinite(scores))
+        rows = [
+            {"user": u, "target": int(t), "items": [int(i) for i in it if i >= 0],
+             "rank": int(r) or None}
+            for u, t, it, r in zip(users, targets, items, ranks, strict=True)
+        ]  # fmt: skip
+    elif task == "ranking":
+        # Tiny catalogues can give fewer than 100 candidates: pad with -1, scored -inf.
+        width = max(len(e.candidates) for e in examples)
+        cands = np.full((len(examples), width), -1, np.int64)
+        for u, e in enumerate(examples):
+            cands[u, : len(e.candidates)] = e.candidates
+        item_tokens = [list(encode(s)) for s in item_strings]
+        scores = score_candidates(loaded, inputs, cands, item_tokens, eos_id)
+        col = np.argmax(cands == targets[:, None], axis=1)
+        if not np.all(cands[np.arange(len(cands)), col] == targets):
+            raise DataError("ranking examples: the target is missing from its candidates")
+        target_scores = scores[np.arange(len(scores)), col]
+        ranks = (scores >= target_scores[:, None]).sum(axis=1)  # ties count against the target
+        metrics = {
+            k.replace("recall@", "hr@"): v
+            for k, v in evaluation.metrics_from_ranks(ranks, ks).items()
+        }
+        order = np.argsort(-scores, axis=1, kind="stable")
+        rows = [
+            {"user": u, "target": int(t), "items": [int(c[j]) for j in o[: max(ks)] if c[j] >= 0],
+             "rank": int(r)}
+            for u, t, c, o, r in zip(users, targets, cands, order, ranks, strict=True)
+        ]  # fmt: skip
+    elif task == "rating":
+        texts = generate_text(loaded, inputs, decode, eos_id, batch_size=batch_size)
+        truth = [float(e.target_rating) for e in examples]
+        metrics = evaluation.rating_metrics(texts, truth)
+        rows = [
+            {"user": u, "target_rating": r, "output": o, "parsed": evaluation.parse_rating(o)}
+            for u, r, o in zip(users, truth, texts, strict=True)
+        ]
+    else:
+        raise ValueError(f"task must be retrieval, ranking or rating, got {task!r}")
+    metrics["num_users"] = len(examples)
+    return metrics, rows

@@ -1,0 +1,132 @@
+"""`jaxrec eval` end to end on a tiny dataset and a MODEL_DIR laid out like `jaxrec.train`'s."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax.linen import meta
+
+from jaxrec import eval_loop, evaluation
+from jaxrec.cli import main
+from jaxrec.data.canonical import write_dataset
+from jaxrec.data.dataset import Dataset, Item
+from jaxrec.indexing.item_index import ItemIndex
+from jaxrec.models.configs import get_config
+from jaxrec.models.network import Transformer
+from jaxrec.tasks import registry
+from jaxrec.tasks.examples import eval_examples
+
+NUM_ITEMS, NUM_USERS = 30, 12
+WORDS = ["rose", "shea", "cocoa", "argan", "mint", "citrus", "velvet", "matte", "silky", "pure"]
+KINDS = ["lotion", "serum", "cream", "balm", "oil", "mask", "soap", "gel"]
+
+
+def tiny_dataset(seed=0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    seqs = [rng.choice(NUM_ITEMS, size=int(rng.integers(4, 9)), replace=False) for _ in range(12)]
+    items = [
+        Item(
+            original_id=f"I{i}",
+            title=f"{WORDS[i % 10].title()} {KINDS[i % 8].title()} {i}",
+            description=f"A {WORDS[(3 * i) % 10]} {KINDS[i % 8]}.",
+        )
+        for i in range(NUM_ITEMS)
+    ]
+    negatives = np.stack(
+        [rng.choice(np.setdiff1d(np.arange(NUM_ITEMS), s), size=20, replace=False) for s in seqs]
+    )
+    ratings = [rng.integers(1, 6, size=len(s)).astype(np.float32) for s in seqs]
+    return Dataset("Mini", [f"U{u}" for u in range(NUM_USERS)], seqs, items, ratings=ratings,
+                   negatives=negatives, metadata={"name": "Mini"})  # fmt: skip
+
+
+def tiny_index() -> ItemIndex:
+    # 3 levels x 4 codes; items 7 and 19 share one code (a collision, as in real indices).
+    codes = [(i % 4, (i // 4) % 4, (i // 16) % 4) for i in range(NUM_ITEMS)]
+    codes[19] = codes[7]
+    return ItemIndex(tuple(tuple(f"<{c}_{v}>" for c, v in zip("abc", t, strict=True))
+                           for t in codes))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    write_dataset(tiny_dataset(), str(data))
+    tiny_index().to_json(str(data / "Mini.index.json"))
+    names = registry.register_dataset_tasks(str(data), item_repr="sid", tasks=("retrieval",))
+    vocab = registry.source_of(names[0]).vocabulary
+    config = get_config("tiny", vocab_size=-(-vocab.vocab_size // 128) * 128, dropout_rate=0.0)
+    model = Transformer(config)
+    x = jnp.ones((1, 8), jnp.int32)
+    params = meta.unbox(model.init(jax.random.PRNGKey(1), x, x, x, enable_dropout=False)["params"])
+    model_dir = tmp_path_factory.mktemp("model")
+    with ocp.CheckpointManager(str(model_dir / "checkpoints")) as mgr:
+        state = {"step": jnp.array(7), "params": params, "opt_state": {"count": jnp.array(7)}}
+        mgr.save(7, args=ocp.args.StandardSave(state))
+        mgr.wait_until_finished()
+    cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.__dict__.items()}
+    (model_dir / "model_config.json").write_text(json.dumps(cfg))
+    vocab_info = {"vocab_size": vocab.vocab_size, "eos_id": 1, "pad_id": 0,
+                  "mixture_or_task_name": "mini_sid_cao",
+                  "task_feature_lengths": {"inputs": 96, "targets": 8}}  # fmt: skip
+    (model_dir / "vocabulary.json").write_text(json.dumps(vocab_info))
+    return str(data), str(model_dir), vocab, params
+
+
+def run_cli(capsys, *argv):
+    assert main(["eval", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_retrieval_is_exact_full_ranking(setup, capsys):
+    data, model_dir, vocab, params = setup
+    out = os.path.join(model_dir, "rows.jsonl")
+    res = run_cli(capsys, "--model_dir", model_dir, "--dataset", data, "--split", "test",
+                  "--num_beams", "32", "--batch_size", "8", "--out", out)  # fmt: skip
+    for k in (1, 5, 10, 20):
+        assert f"recall@{k}" in res and f"ndcg@{k}" in res
+    assert res["num_users"] == NUM_USERS and res["invalid_rate"] == 0.0 and res["step"] == 7
+    with open(out) as f:
+        rows = [json.loads(line) for line in f]
+    assert [r["user"] for r in rows] == list(range(NUM_USERS))
+    targets = tiny_dataset().targets("test")
+    assert [r["target"] for r in rows] == targets.tolist()
+    ranked = np.array([r["items"] + [-1] * (20 - len(r["items"])) for r in rows])
+    assert res == pytest.approx({**res, **evaluation.retrieval_metrics(ranked, targets)})
+
+    # 32 beams >= 29 distinct codes: the top 20 must be the exact best items by likelihood.
+    loaded = eval_loop.load_model_dir(model_dir)
+    source = registry.source_of("mini_sid_retrieval")
+    exs = eval_examples("retrieval", source.dataset, source.renderer, "test", source.options)
+    inputs = eval_loop.encode_prompts(vocab.encode, [e.inputs for e in exs[:3]], 96, 1)
+    item_tokens = [vocab.encode(s) for s in source.renderer.strings]
+    cands = np.tile(np.arange(NUM_ITEMS), (3, 1))
+    scores = eval_loop.score_candidates(loaded, inputs, cands, item_tokens, 1)
+    for u in range(3):
+        best = sorted(range(NUM_ITEMS), key=lambda i: (-round(scores[u, i], 4), i))[:20]
+        assert rows[u]["items"] == best
+    for r in rows:  # colliding items 7 and 19 sit at consecutive ranks, lower id first
+        if 7 in r["items"][:-1]:
+            assert r["items"][r["items"].index(7) + 1] == 19
+
+
+def test_ranking_and_rating(setup, capsys):
+    data, model_dir, _, _ = setup
+    res = run_cli(capsys, "--model_dir", model_dir, "--dataset", data, "--task", "ranking",
+                  "--split", "validation", "--templates", "0,1", "--max_users", "6")  # fmt: skip
+    assert res["num_users"] == 6 and set(res["templates"]) == {"0", "1"}
+    assert 0.0 <= res["hr@1"] <= res["hr@5"] <= res["hr@20"] <= 1.0
+    assert res["hr@1"] == pytest.approx(np.mean([res["templates"][t]["hr@1"] for t in ("0", "1")]))
+    res = run_cli(capsys, "--model_dir", model_dir, "--dataset", data, "--task", "rating",
+                  "--max_users", "4")  # fmt: skip
+    assert res["num_ratings"] == 4 and 0 <= res["unparsable_ratings"] <= 4
+
+
+def test_bad_model_dir_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "model_config.json").write_text("{bad json")
+    assert main(["eval", "--model_dir", str(tmp_path), "--dataset", str(tmp_path)]) == 2
+    assert "model_config.json: line 1" in capsys.readouterr().err
