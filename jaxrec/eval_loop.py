@@ -313,3 +313,80 @@ def evaluate(
         raise ValueError(f"task must be retrieval, ranking or rating, got {task!r}")
     metrics["num_users"] = len(examples)
     return metrics, rows
+
+
+def infer_item_repr(task_name: str) -> str | None:
+    """The item representation in a registered task name `{dataset}_{repr}_{task}`."""
+    from jaxrec.tasks.items import ITEM_REPRS
+
+    padded = f"_{task_name}_"
+    for r in sorted(ITEM_REPRS, key=len, reverse=True):  # "id_title" before "id"
+        if f"_{r}_" in padded:
+            return r
+    return None
+
+
+def evaluate_model_dir(
+    model_dir: str,
+    dataset_dir: str,
+    split: str = "test",
+    task: str = "retrieval",
+    checkpoint_step: int | None = None,
+    index_path: str | None = None,
+    item_repr: str | None = None,
+    num_beams: int = 20,
+    batch_size: int = 16,
+    templates: Sequence[int] = (0,),
+    input_length: int | None = None,
+    constrained: bool = True,
+    max_users: int | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Evaluate a MODEL_DIR on a prepared dataset's split; returns (metrics, per-user rows).
+
+    Prompts, vocabulary and item strings come from the task registry, exactly as in training.
+    With several templates the headline figures are their mean and each template's figures
+    are under "templates".
+    """
+    from jaxrec.tasks import examples as ex_lib
+    from jaxrec.tasks import registry
+
+    loaded = load_model_dir(model_dir, checkpoint_step)
+    info = loaded.vocab_info
+    item_repr = item_repr or infer_item_repr(info.get("mixture_or_task_name", "")) or "sid"
+    spm = info.get("sentencepiece_model_file")
+    spm = os.path.join(model_dir, spm) if spm else None
+    names = registry.register_dataset_tasks(
+        dataset_dir, index_path=index_path, item_repr=item_repr, spm_path=spm, tasks=(task,)
+    )
+    if not names:
+        raise DataError(f"{dataset_dir}: task {task!r} is not available for this dataset")
+    source = registry.source_of(names[0])
+    vocab = source.vocabulary
+    model_vocab = loaded.model.config.vocab_size
+    if info.get("vocab_size") not in (None, vocab.vocab_size) or vocab.vocab_size > model_vocab:
+        raise DataError(
+            f"{model_dir}: the model was trained with vocab_size {info.get('vocab_size')} "
+            f"(embedding {model_vocab}) but {dataset_dir} with item_repr {item_repr!r} gives "
+            f"{vocab.vocab_size}; pass the training index / item_repr"
+        )
+    lengths = info.get("task_feature_lengths") or {}
+    input_length = input_length or lengths.get("inputs") or 512
+
+    per_template, rows = {}, []
+    metrics: dict[str, Any] = {}
+    for t in templates:
+        opts = dataclasses.replace(source.options, eval_template=t)
+        exs = ex_lib.eval_examples(task, source.dataset, source.renderer, split, opts)
+        exs = exs[:max_users] if max_users else exs
+        metrics, t_rows = evaluate(
+            loaded, exs, task, vocab.encode, vocab.decode, source.renderer.strings,
+            vocab.eos_id, input_length, num_beams, batch_size, constrained,
+        )  # fmt: skip
+        per_template[str(t)] = metrics
+        rows += [dict(r, template=t) for r in t_rows]
+    result = evaluation.mean_over_templates(per_template) if len(templates) > 1 else metrics
+    result = dict(result, num_users=per_template[str(templates[0])]["num_users"])
+    result.update(task=task, split=split, step=loaded.step, item_repr=item_repr)
+    if len(templates) > 1:
+        result["templates"] = per_template
+    return result, rows
