@@ -1,0 +1,100 @@
+"""The gin files that tpu_scripts/train.sh launches (gin/experiments/) parse with the trainer's
+configurables and name models, tasks and checkpoints that exist."""
+
+import pathlib
+
+import pytest
+
+gin = pytest.importorskip("gin")
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXPERIMENTS = sorted((REPO / "gin" / "experiments").glob("*.gin"))
+
+
+MACROS = (
+    "MODEL_NAME",
+    "MIXTURE_OR_TASK_NAME",
+    "MIXTURE_OR_TASK_MODULE",
+    "TASK_FEATURE_LENGTHS",
+    "INITIAL_CHECKPOINT_PATH",
+    "TRAIN_STEPS",
+    "BATCH_SIZE",
+)
+
+
+@pytest.fixture(scope="module")
+def parse():
+    import jaxrec.train  # noqa: F401  (registers the trainer's configurables)
+
+    def parse_file(path: pathlib.Path) -> dict:
+        gin.clear_config()
+        gin.add_config_file_search_path(str(REPO / "gin"))
+        gin.parse_config_files_and_bindings(
+            [str(path)], ["MODEL_DIR = 'gs://bucket/run'"], finalize_config=False
+        )
+        return {n: gin.query_parameter(f"%{n}") for n in MACROS}
+
+    yield parse_file
+    gin.clear_config()
+
+
+def test_expected_recipes_exist():
+    names = {p.name for p in EXPERIMENTS}
+    assert names >= {
+        "tiger_beauty.gin",
+        "cao_flan_t5_base_beauty.gin",
+        "cao_flan_t5_xl_beauty.gin",
+        "lcrec_flan_t5_base_beauty.gin",
+    }
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_parses_and_names_real_things(parse, path):
+    from jaxrec.models import configs
+    from jaxrec.tasks import examples, items
+
+    macros = parse(path)
+    configs.get_config(macros["MODEL_NAME"])  # raises for an unknown model
+    dataset, rest = macros["MIXTURE_OR_TASK_NAME"].split("_", 1)
+    assert dataset == "beauty"
+    repr_, task = next(
+        (r, rest[len(r) + 1 :]) for r in sorted(items.ITEM_REPRS, key=len, reverse=True)
+        if rest.startswith(r + "_")
+    )  # fmt: skip
+    assert task in (*examples.TASKS, "cao", "lcrec"), task
+    assert macros["MIXTURE_OR_TASK_MODULE"] == "tasks.beauty"
+    assert set(macros["TASK_FEATURE_LENGTHS"]) == {"inputs", "targets"}
+    assert macros["TRAIN_STEPS"] > 0 and macros["BATCH_SIZE"] > 0
+    ckpt = macros["INITIAL_CHECKPOINT_PATH"]
+    if path.name.startswith("tiger"):
+        assert ckpt is None and repr_ == "sid"  # trained from scratch on semantic ids
+    else:
+        assert ckpt.startswith("gs://t5-data/pretrained_models/t5x/flan_t5_")
+        assert f"flan_t5_{macros['MODEL_NAME']}/" in ckpt
+
+
+def test_tiger_shape(parse):
+    from jaxrec.models import configs
+
+    cfg = configs.get_config(parse(REPO / "gin/experiments/tiger_beauty.gin")["MODEL_NAME"])
+    assert (cfg.num_encoder_layers, cfg.num_decoder_layers) == (4, 4)
+    assert (cfg.emb_dim, cfg.num_heads, cfg.mlp_dim) == (128, 6, 1024)
+    # The included model file binds the same shape.
+    want = {"emb_dim": 128, "num_heads": 6, "num_encoder_layers": 4, "mlp_dim": 1024}
+    for field, value in want.items():
+        assert gin.query_parameter(f"jaxrec.models.configs.T5Config.{field}") == value
+
+
+@pytest.mark.parametrize("name, size", [("cao_flan_t5_base_beauty", "base"),
+                                        ("cao_flan_t5_xl_beauty", "xl"),
+                                        ("lcrec_flan_t5_base_beauty", "base")])  # fmt: skip
+def test_flan_recipes_bind_the_checkpoint_shape(parse, name, size):
+    from jaxrec.models import configs
+
+    macros = parse(REPO / f"gin/experiments/{name}.gin")
+    assert macros["MODEL_NAME"] == size
+    want = configs.get_config(size)
+    for field in ("emb_dim", "num_heads", "num_encoder_layers", "mlp_dim"):
+        assert gin.query_parameter(f"jaxrec.models.configs.T5Config.{field}") == getattr(
+            want, field
+        )
