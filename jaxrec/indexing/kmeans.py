@@ -1,0 +1,36 @@
+"""Seeded, jitted Lloyd k-means used to initialise RQ-VAE codebooks (LC-Rec's k-means init)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+
+def squared_distances(x: jax.Array, centroids: jax.Array) -> jax.Array:
+    """[n, K] squared Euclidean distances between rows of x [n, d] and centroids [K, d]."""
+    x2 = jnp.sum(x * x, axis=-1, keepdims=True)  # [n, 1]
+    c2 = jnp.sum(centroids * centroids, axis=-1)  # [K]
+    return jnp.maximum(x2 - 2.0 * x @ centroids.T + c2[None, :], 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "iterations"))
+def kmeans(x: jax.Array, key: jax.Array, k: int, iterations: int = 50) -> jax.Array:
+    """Cluster x [n, d] into k centroids [k, d].
+
+    Initial centroids are k rows drawn without replacement (with replacement when n < k). An
+    empty cluster keeps its previous centroid, so duplicated inputs cannot produce NaNs.
+    """
+    n = x.shape[0]
+    idx = jax.random.choice(key, n, (k,), replace=n < k)
+    centroids = x[idx]
+
+    def step(_, c):  # c: [k, d]
+        assign = jnp.argmin(squared_distances(x, c), axis=1)  # [n]
+        one_hot = jax.nn.one_hot(assign, k, dtype=x.dtype)  # [n, k]
+        counts = one_hot.sum(axis=0)  # [k]
+        sums = one_hot.T @ x  # [k, d]
+        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], c)
+
+    return jax.lax.fori_loop(0, iterations, step, centroids)
