@@ -25,7 +25,7 @@ from jaxrec.data.dataset import DataError, Dataset, Item
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_SOURCES = ("text", "attributes")
+EMBEDDING_SOURCES = ("text", "text-tfidf", "attributes")
 
 
 def check_embeddings(matrix: np.ndarray, num_items: int, source: str) -> np.ndarray:
@@ -168,8 +168,34 @@ def text_embeddings(
     return check_embeddings(np.concatenate(chunks), len(items), source)
 
 
+def text_tfidf_embeddings(
+    items: list[Item], dim: int = 256, seed: int = 0, source: str = "dataset"
+) -> np.ndarray:
+    """TF-IDF over item text (word uni- and bigrams) + TruncatedSVD, L2-normalised.
+
+    A text embedding that needs no neural encoder (no torch): what the CPU demo uses, and a
+    fallback when the `text` extra is not installed.
+    """
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [it.text() for it in items]
+    empty = next((i for i, t in enumerate(texts) if not t.strip()), None)
+    if empty is not None:
+        raise DataError(f"{source}: item {empty} has no text; use attributes or a .npy matrix")
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
+    k = max(1, min(dim, tfidf.shape[1] - 1, len(items) - 1))
+    svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
+    emb = svd.fit_transform(tfidf)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = np.where(norms > 0, emb / np.maximum(norms, 1e-12), 0.0)
+    log.info("text TF-IDF embeddings: %d items -> %d dims", len(items), k)
+    return check_embeddings(emb.astype(np.float32), len(items), source)
+
+
 def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "dataset"):
-    """Embeddings of `dataset`'s items from `spec`: "text", "attributes", "auto" or a `.npy` path.
+    """Embeddings of `dataset`'s items from `spec`: "text", "text-tfidf", "attributes", "auto"
+    or a `.npy` path.
 
     "auto" uses text when every item has some and the text extra is installed, else attributes.
     """
@@ -186,12 +212,15 @@ def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "d
         log.info("embeddings: %s", spec)
     if spec == "text":
         return text_embeddings(dataset.items, source=source)
+    if spec == "text-tfidf":
+        return text_tfidf_embeddings(dataset.items, seed=seed, source=source)
     if spec == "attributes":
         return attribute_embeddings(dataset.items, seed=seed, source=source)
     if spec.endswith(".npy") or os.path.exists(spec):
         return load_embeddings(spec, dataset.num_items)
     raise DataError(
-        f"--embeddings must be 'auto', 'text', 'attributes' or a .npy file, got {spec!r}"
+        f"--embeddings must be 'auto', 'text', 'text-tfidf', 'attributes' or a .npy file, "
+        f"got {spec!r}"
     )
 
 

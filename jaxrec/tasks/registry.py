@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from jaxrec.data.canonical import find_dataset_name, read_dataset
 from jaxrec.data.dataset import DataError, Dataset
-from jaxrec.indexing.item_index import ItemIndex
+from jaxrec.indexing.schemes import load_index
 from jaxrec.tasks import examples as ex_lib
 from jaxrec.tasks.items import ItemRenderer, make_renderer
 from jaxrec.tasks.templates import corpus as template_corpus
@@ -163,6 +163,7 @@ def register_dataset_tasks(
     tasks: tuple[str, ...] | None = None,
     dataset_name: str | None = None,
     spm_vocab_size: int = DEFAULT_SPM_VOCAB_SIZE,
+    resolve_collisions: bool = True,
 ) -> list[str]:
     """Register `{name}_{item_repr}_{task}` Tasks and the `_cao` / `_lcrec` Mixtures.
 
@@ -178,6 +179,8 @@ def register_dataset_tasks(
       options: example builder options (history cap, candidate counts, seed, ...).
       tasks: restrict to these task short names (default: every available task).
       dataset_name: which dataset of `dataset_dir` if it holds several.
+      resolve_collisions: give items that share a semantic id unique ones (False keeps them;
+        decoding then expands shared leaves).
 
     Returns:
       The registered task and mixture names.
@@ -193,12 +196,13 @@ def register_dataset_tasks(
                 f"{index_path}: no item index for item_repr 'sid' "
                 "(run `jaxrec index build` or pass index_path)"
             )
-        index = ItemIndex.from_json(index_path, num_items=ds.num_items)
+        # Colliding items (e.g. LC-Rec's released Beauty index) are made unique, with a warning.
+        index = load_index(index_path, num_items=ds.num_items, resolve=resolve_collisions)
     uinfo_path = user_info_path(dataset_dir, ds.name)
     key = (
         os.path.abspath(dataset_dir), ds.name, id(ds), index_path, item_repr,
         tuple(sorted((mixture_rates or {}).items())), spm_path, extra_ids, options,
-        cache_dir, tasks, spm_vocab_size, os.path.exists(uinfo_path),
+        cache_dir, tasks, spm_vocab_size, os.path.exists(uinfo_path), resolve_collisions,
     )  # fmt: skip
     if _KEYS.get(prefix) == key:
         return [n for n, s in _SOURCES.items() if n.startswith(prefix + "_")]

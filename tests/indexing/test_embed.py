@@ -67,7 +67,9 @@ def test_auto_uses_attributes_without_text():
     seqs = [np.array([0, 1, 2])]
     ds = Dataset(name="t", users=["u"], sequences=seqs, items=items)
     np.testing.assert_array_equal(item_embeddings(ds, "auto"), attribute_embeddings(items))
-    with pytest.raises(DataError, match="must be 'auto', 'text', 'attributes' or a .npy"):
+    with pytest.raises(
+        DataError, match="must be 'auto', 'text', 'text-tfidf', 'attributes' or a .npy"
+    ):
         item_embeddings(ds, "bogus")
 
 
@@ -91,3 +93,18 @@ def test_text_embeddings_with_the_packaged_encoder():
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.2
     with pytest.raises(DataError, match=r"item 1, 'y'\); use --embeddings attributes"):
         text_embeddings([Item("x", title="t"), Item("y")])
+
+
+def test_text_tfidf_embeddings_group_items_by_their_words():
+    from jaxrec.indexing import embed
+
+    words = ["lotion cream skin", "shampoo hair conditioner", "mascara eye liner"]
+    items = [Item(str(i), title=f"{words[i % 3]} variant {i}") for i in range(30)]
+    emb = embed.text_tfidf_embeddings(items, dim=8)
+    assert emb.shape[0] == 30 and emb.dtype == np.float32 and np.isfinite(emb).all()
+    sims = emb @ emb.T
+    same = np.array([[i % 3 == j % 3 for j in range(30)] for i in range(30)])
+    off_diag = ~np.eye(30, dtype=bool)
+    assert sims[same & off_diag].mean() > sims[~same].mean() + 0.5
+    with pytest.raises(DataError, match="item 1 has no text"):
+        embed.text_tfidf_embeddings([items[0], Item("x")] + items[1:], dim=4)
