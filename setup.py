@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "gin-config>=0.5.0,<0.6",
     "sentencepiece>=0.2.0,<0.3",
     "clu>=0.0.12,<0.1",
+    "tensorboard>=2.21,<2.22",  # clu writes TensorBoard event files through it
     "safetensors>=0.4",
     "scikit-learn>=1.4",
     "tqdm>=4.66",

@@ -52,9 +52,19 @@ class LoadedModel:
         return self.compiled[key]
 
 
+def _exists(path: str) -> bool:
+    from tensorflow.io import gfile
+
+    return gfile.exists(path)
+
+
 def _read_json(path: str) -> dict[str, Any]:
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
     try:
-        with open(path, encoding="utf-8") as f:
+        if not gfile.exists(path):
+            raise FileNotFoundError(path)
+        with gfile.GFile(path, "r") as f:
             return json.load(f)
     except FileNotFoundError:
         raise DataError(f"{path}: not found (is this a jaxrec MODEL_DIR?)") from None
@@ -69,9 +79,12 @@ def restore_params(model_dir: str, step: int | None = None) -> tuple[Any, int]:
     mesh restores here without knowing the optimizer.
     """
     import orbax.checkpoint as ocp
+    from tensorflow.io import gfile  # local paths and gs:// alike
 
-    root = os.path.join(os.path.abspath(model_dir), "checkpoints")
-    steps = sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+    base = model_dir if "://" in model_dir else os.path.abspath(model_dir)
+    root = os.path.join(base, "checkpoints")
+    names = [d.rstrip("/") for d in gfile.listdir(root)] if gfile.isdir(root) else []
+    steps = sorted(int(d) for d in names if d.isdigit())
     if not steps:
         raise DataError(f"{root}: no checkpoints")
     step = steps[-1] if step is None else int(step)
@@ -106,7 +119,7 @@ def load_model_dir(model_dir: str, step: int | None = None) -> LoadedModel:
         raise DataError(f"{cfg_path}: unknown T5Config field(s) {unknown}")
     config = T5Config(**fields).replace(dropout_rate=0.0)
     vocab_path = os.path.join(model_dir, "vocabulary.json")
-    vocab_info = _read_json(vocab_path) if os.path.exists(vocab_path) else {}
+    vocab_info = _read_json(vocab_path) if _exists(vocab_path) else {}
     params, step = restore_params(model_dir, step)
     log.info("restored %s step %d", model_dir, step)
     return LoadedModel(Transformer(config), params, step, vocab_info)

@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(
         args.model_dir, f"eval_{args.task}_{args.split}_step{result['step']}.jsonl"
     )
-    with open(out, "w", encoding="utf-8") as f:
+    from tensorflow.io import gfile  # MODEL_DIR may be on GCS
+
+    with gfile.GFile(out, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     summary = {k: v for k, v in result.items() if k != "templates"}

@@ -1,0 +1,380 @@
+r"""Training entry point: `python -m jaxrec.train --gin_file=... --gin.KEY=VALUE`.
+
+Flags follow t5x: `--gin_file` (repeatable), `--gin_bindings` (repeatable) and the shorthand
+`--gin.KEY=VALUE` (a binding `KEY = VALUE`; VALUE is quoted for you when it is a bare word or
+path, e.g. `--gin.MODEL_DIR=/tmp/run`). t5x's macro names are used: MIXTURE_OR_TASK_NAME,
+MIXTURE_OR_TASK_MODULE, TASK_FEATURE_LENGTHS, TRAIN_STEPS, BATCH_SIZE, INITIAL_CHECKPOINT_PATH,
+MODEL_DIR, USE_CACHED_TASKS, DROPOUT_RATE, MESH_SHAPE (see gin/runs/finetune.gin).
+
+Example:
+  python -m jaxrec.train --gin_file=gin/runs/finetune.gin \
+    --gin.MIXTURE_OR_TASK_NAME=beauty_sid_cao --gin.MIXTURE_OR_TASK_MODULE=tasks.beauty \
+    --gin.MODEL_DIR=/tmp/run --gin.TRAIN_STEPS=1000 --gin.MODEL_NAME=base
+
+gin lives only here: library functions are made configurable below with
+`gin.external_configurable`. MODEL_DIR receives checkpoints, TensorBoard events
+(`train/`), `train_metrics.jsonl`, and what evaluation needs to rebuild the model:
+`config.gin` (operative config), `model_config.json` and `vocabulary.json`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from absl import flags
+
+import gin
+from jaxrec import optimizers, partitioning, trainer
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order", flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    "gin_bindings", [], "gin bindings 'KEY = VALUE' applied after the files", flag_values=FLAGS
+)
+flags.DEFINE_list(
+    "gin_search_paths", ["."], "directories searched for gin files and includes", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+    "multihost",
+    "auto",
+    ["auto", "true", "false"],
+    "call jax.distributed.initialize(); auto: when JAXREC_MULTIHOST=1 or "
+    "JAX_COORDINATOR_ADDRESS is set",
+    flag_values=FLAGS,
+)
+
+_REFERENCE_STARTS = tuple("([{@%")
+_REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
+
+
+def _gin_value(value: str) -> str:
+    """Quotes bare words/paths so `--gin.MODEL_DIR=/tmp/x` works; keeps literals and refs."""
+    if value.startswith(_REFERENCE_STARTS):
+        return value
+    try:
+        ast.literal_eval(value)  # numbers, quoted strings, True/False/None
+        return value
+    except (ValueError, SyntaxError):
+        return repr(value)
+
+
+def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
+    """`--gin.KEY=VALUE` → `--gin_bindings=KEY = VALUE` (t5x's shorthand)."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--gin.") and "=" in arg:
+            key, value = arg[len("--gin.") :].split("=", 1)
+            out.append(f"--gin_bindings={key} = {_gin_value(value)}")
+        else:
+            out.append(arg)
+    return out
+
+
+def _import_models():
+    from jaxrec.models import configs, network
+
+    return configs, network
+
+
+def make_batches(
+    mixture_or_task_name: str,
+    task_feature_lengths: dict[str, int],
+    batch_size: int,
+    split: str = "train",
+    seed: int = 0,
+    shuffle: bool = True,
+    pack: bool = False,
+    use_cached: bool = False,
+) -> Callable[[int], Iterator[dict]]:
+    """`start_step -> iterator` over this host's numpy batches of a seqio task/mixture.
+
+    The data order is a pure function of (seed, step): seqio shuffles with `seed`, repeats
+    forever, batches after `EncDecFeatureConverter(pack=pack)`, and the iterator skips the
+    `start_step` batches already trained on. Each host reads its shard (global batch / hosts).
+    """
+    import jax
+    import seqio
+
+    if batch_size % jax.process_count():
+        raise ValueError(f"BATCH_SIZE {batch_size} not divisible by {jax.process_count()} hosts")
+    host_batch = batch_size // jax.process_count()
+    converter = seqio.EncDecFeatureConverter(pack=pack)
+    shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
+
+    def batches(start_step: int) -> Iterator[dict]:
+        ds = seqio.get_dataset(
+            mixture_or_task_name,
+            task_feature_lengths=dict(task_feature_lengths),
+            feature_converter=converter,
+            dataset_split=split,
+            use_cached=use_cached,
+            shuffle=shuffle,
+            num_epochs=None,
+            shard_info=shard,
+            seed=seed,
+            batch_size=host_batch,
+        )
+        return ds.skip(start_step).as_numpy_iterator()
+
+    return batches
+
+
+def task_vocabulary(mixture_or_task_name: str, module: str | None = None) -> Any:
+    """The targets vocabulary of a registered seqio task (for t5x gin files' VOCABULARY)."""
+    import seqio
+
+    if module:
+        importlib.import_module(module)
+    return seqio.get_mixture_or_task(mixture_or_task_name).output_features["targets"].vocabulary
+
+
+def padded_vocab_size(
+    mixture_or_task_name: str, module: str | None = None, multiple: int = 128
+) -> int:
+    """The task vocabulary's size rounded up to `multiple` (FLAN-T5 pads 32,100 to 32,128)."""
+    size = task_vocabulary(mixture_or_task_name, module).vocab_size
+    return -(-size // multiple) * multiple
+
+
+def _load_initial(path: str) -> tuple[Any, Any]:
+    """(config or None, params) from an HF directory or a T5X checkpoint."""
+    from jaxrec.models import checkpoints
+
+    if os.path.exists(os.path.join(path, "config.json")):
+        logging.info("loading Hugging Face checkpoint %s", path)
+        return checkpoints.load_hf_checkpoint(path)
+    logging.info("loading T5X checkpoint %s", path)
+    loaded = checkpoints.load_t5x_checkpoint(path)
+    return loaded if isinstance(loaded, tuple) else (None, loaded)
+
+
+def _write_model_dir_files(model_dir: str, config: Any, task: Any, extra: dict) -> None:
+    """config.gin, model_config.json and vocabulary.json: what eval needs to rebuild the model."""
+    import jax
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
+    if jax.process_index() != 0:
+        return
+    with gfile.GFile(os.path.join(model_dir, "config.gin"), "w") as f:
+        f.write(gin.operative_config_str())
+    model_json = {
+        k: (str(v) if k == "dtype" else list(v) if isinstance(v, tuple) else v)
+        for k, v in dataclasses.asdict(config).items()
+    }
+    with gfile.GFile(os.path.join(model_dir, "model_config.json"), "w") as f:
+        json.dump(model_json, f, indent=2)
+    vocab = task.output_features["targets"].vocabulary
+    info = {
+        "class": f"{type(vocab).__module__}.{type(vocab).__qualname__}",
+        "vocab_size": int(vocab.vocab_size),
+        "eos_id": vocab.eos_id,
+        "pad_id": vocab.pad_id,
+        **extra,
+    }
+    # seqio's SentencePieceVocabulary / jaxrec's RecVocabulary (spm + item tokens).
+    spm_file = getattr(vocab, "sentencepiece_model_file", None) or getattr(vocab, "spm_path", None)
+    if getattr(vocab, "item_tokens", None):
+        info["item_tokens"] = list(vocab.item_tokens)
+    if spm_file:
+        info["source_sentencepiece_model_file"] = str(spm_file)
+    if spm_file and gfile.exists(str(spm_file)):
+        gfile.copy(str(spm_file), os.path.join(model_dir, "vocab.model"), overwrite=True)
+        info["sentencepiece_model_file"] = "vocab.model"
+    with gfile.GFile(os.path.join(model_dir, "vocabulary.json"), "w") as f:
+        json.dump(info, f, indent=2)
+
+
+def _metric_writer(logdir: str) -> Any:
+    """clu's TensorBoard writer (process 0 writes events; others only log)."""
+    import jax
+
+    try:
+        from clu import metric_writers
+    except ImportError as e:  # clu's summary writer needs the `tensorboard` package
+        logging.warning("no TensorBoard events (%s); metrics go to train_metrics.jsonl", e)
+        return None
+    return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
+
+
+@gin.configurable(denylist=["multihost"])
+def train(
+    *,
+    model_dir: str = gin.REQUIRED,
+    mixture_or_task_name: str = gin.REQUIRED,
+    task_feature_lengths: dict[str, int] = gin.REQUIRED,
+    train_steps: int = gin.REQUIRED,
+    batch_size: int = 128,
+    mixture_or_task_module: str | None = None,
+    model_config: Any = None,
+    initial_checkpoint_path: str | None = None,
+    use_cached_tasks: bool = False,
+    dropout_rate: float | None = None,
+    mesh_shape: str | Sequence[int] = "auto",
+    fsdp: bool = False,
+    pack: bool = False,
+    schedule: Callable = optimizers.make_schedule,
+    optimizer: Callable = optimizers.make_optimizer,
+    loss: trainer.LossConfig = trainer.LossConfig(),
+    num_microbatches: int = 1,
+    seed: int = 0,
+    split: str = "train",
+    checkpoint_every: int = 1000,
+    keep_checkpoints: int = 3,
+    log_every: int = 100,
+    multihost: bool | None = None,
+) -> list[dict]:
+    """Trains (or resumes) a FLAN-T5 model on a seqio task/mixture; returns per-step metrics.
+
+    Args are t5x's macros in lower case; `model_config` is a `T5Config` (default: `tiny`),
+    `schedule()`/`optimizer(learning_rate=...)` build the learning rate and optax optimizer,
+    `num_microbatches` accumulates gradients over that many slices of each batch.
+    """
+    import jax
+    import seqio
+    import tensorflow as tf
+
+    partitioning.maybe_initialize_distributed(multihost)
+    if mixture_or_task_module:
+        importlib.import_module(mixture_or_task_module)
+    configs, network = _import_models()
+    task = seqio.get_mixture_or_task(mixture_or_task_name)
+    task_vocab = task.output_features["targets"].vocabulary.vocab_size
+    config = model_config if model_config is not None else configs.get_config("tiny")
+    params = None
+    if initial_checkpoint_path:
+        loaded_config, params = _load_initial(initial_checkpoint_path)
+        if loaded_config is not None:
+            config = loaded_config
+    if dropout_rate is not None:
+        config = config.replace(dropout_rate=dropout_rate)
+    if config.vocab_size < task_vocab:
+        # FLAN-T5 pads its vocabulary to a multiple of 128; do the same for added item tokens.
+        config = config.replace(vocab_size=padded_vocab_size(mixture_or_task_name))
+        logging.info("vocab_size raised to %d for the task vocabulary", config.vocab_size)
+    model = network.Transformer(config)
+
+    tf.io.gfile.makedirs(model_dir)
+    mesh = partitioning.create_mesh(mesh_shape)
+    rules = partitioning.standard_logical_axis_rules(fsdp=fsdp)
+    lr = schedule()
+    tx = optimizer(learning_rate=lr)
+    lengths = dict(task_feature_lengths)
+    setup = trainer.setup_state(model, tx, mesh, rules, lengths["inputs"], lengths["targets"])
+    logging.info("mesh %s over %d devices", dict(mesh.shape), mesh.size)
+
+    def fresh() -> trainer.TrainState:
+        with partitioning.mesh_context(mesh, rules):
+            if params is None:
+                return setup.init(jax.random.key(seed))
+            from jaxrec.models import checkpoints
+
+            p = params
+            rows = jax.tree.leaves(p["token_embedder"])[0].shape[0]
+            if rows != config.vocab_size:
+                p = checkpoints.resize_vocab(p, config.vocab_size, jax.random.key(seed))
+            return setup.from_params(p)
+
+    loop_cfg = trainer.LoopConfig(
+        train_steps=train_steps,
+        model_dir=model_dir,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        log_every=log_every,
+    )
+    manager = trainer.checkpoint_manager(model_dir, loop_cfg)
+    state = trainer.restore_or_init(manager, setup, fresh)
+    step_fn = trainer.make_train_step(
+        model,
+        tx,
+        lr,
+        setup.shardings,
+        mesh,
+        loss_cfg=loss,
+        num_microbatches=num_microbatches,
+        dropout_seed=seed,
+        enable_dropout=config.dropout_rate > 0,
+    )
+    batches = make_batches(
+        mixture_or_task_name, lengths, batch_size, split, seed, True, pack, use_cached_tasks
+    )
+    vocab_extra = {"mixture_or_task_name": mixture_or_task_name,
+                   "mixture_or_task_module": mixture_or_task_module,
+                   "task_feature_lengths": lengths}  # fmt: skip
+    _write_model_dir_files(model_dir, config, task, vocab_extra)
+    writer = _metric_writer(os.path.join(model_dir, "train"))
+    try:
+        history = trainer.train_loop(
+            state, step_fn, batches, mesh, rules, manager, loop_cfg, writer=writer
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+        manager.close()
+    _write_model_dir_files(model_dir, config, task, vocab_extra)
+    return history
+
+
+def _register_configurables() -> None:
+    configs, network = _import_models()
+    gin.external_configurable(configs.get_config, module="jaxrec.models.configs")
+    gin.external_configurable(configs.T5Config, module="jaxrec.models.configs")
+    gin.external_configurable(optimizers.make_schedule, module="jaxrec.optimizers")
+    gin.external_configurable(optimizers.make_optimizer, module="jaxrec.optimizers")
+    gin.external_configurable(trainer.LossConfig, module="jaxrec.trainer")
+
+
+def _resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
+    """A gin file as given, else found under a search path (the repo's gin/ last)."""
+    if os.path.exists(name):
+        return name
+    for root in search_paths:
+        candidate = os.path.join(root, name)
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"gin file {name!r} not found (searched {list(search_paths)})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses flags and gin, then trains. Returns a process exit code."""
+    from jaxrec.data.dataset import DataError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    FLAGS.unparse_flags()
+    FLAGS(["jaxrec.train"] + rewrite_gin_args(argv))
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes
+    gin.clear_config()
+    search_paths = [*FLAGS.gin_search_paths, _REPO_GIN_DIR]
+    for path in search_paths:
+        gin.add_config_file_search_path(path)
+    try:
+        gin_files = [_resolve_gin_file(f, search_paths) for f in FLAGS.gin_file]
+        gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
+        multihost = {"auto": None, "true": True, "false": False}[FLAGS.multihost]
+        train(multihost=multihost)
+    except FileNotFoundError as e:
+        print(f"jaxrec.train: error: {e}", file=sys.stderr)
+        return 2
+    except trainer.NonFiniteLossError as e:
+        print(f"jaxrec.train: error: {e}", file=sys.stderr)
+        return 1
+    except DataError as e:
+        print(f"jaxrec.train: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+_register_configurables()  # before any gin parsing
+
+if __name__ == "__main__":
+    sys.exit(main())

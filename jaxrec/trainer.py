@@ -1,0 +1,425 @@
+"""Train state, t5x-style loss, the jitted sharded train step, and the checkpointed loop.
+
+The step is one optimizer update over a global batch, optionally split into microbatches
+(gradients summed in a `lax.scan`, then normalised once, so 1 and N microbatches give the same
+update). Dropout randomness is `fold_in(seed, step)` and the data order is a function of
+(seed, step) (see `train.py`), so a run restarted from the checkpoint at step N reproduces the
+uninterrupted run's losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxrec import partitioning
+
+Batch = dict[str, Any]
+# Model inputs taken from a feature-converted seqio batch (EncDecFeatureConverter's names).
+_MODEL_KWARGS = (
+    "encoder_segment_ids",
+    "decoder_segment_ids",
+    "encoder_positions",
+    "decoder_positions",
+)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN/Inf; the last good checkpoint is kept."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that is checkpointed: step, params (unboxed) and optimizer state."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """t5x's loss options.
+
+    Attributes:
+      label_smoothing: mass spread uniformly over the other vocab entries (0 = off).
+      z_loss: coefficient of log(Z)^2, which keeps the softmax normaliser near 1 (t5x: 1e-4).
+      loss_normalizing_factor: "NUM_REAL_TARGET_TOKENS" (divide by the sum of
+        `decoder_loss_weights`), "NUM_TOTAL_TARGET_TOKENS" (batch × target length), a number
+        (t5x's constant factor, e.g. 233472), or None (sum over tokens).
+    """
+
+    label_smoothing: float = 0.0
+    z_loss: float = 1e-4
+    loss_normalizing_factor: float | str | None = "NUM_REAL_TARGET_TOKENS"
+
+
+def token_losses(
+    logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0, z_loss: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
+    """Per-token cross-entropy (with label smoothing) plus z-loss.
+
+    Args:
+      logits: [batch, len, vocab].
+      targets: [batch, len] int token ids.
+      label_smoothing: see `LossConfig`.
+      z_loss: see `LossConfig`.
+
+    Returns:
+      (loss, z_loss_part), each [batch, len]; `loss` already includes the z-loss part and is
+      shifted so a perfect smoothed prediction has loss 0.
+    """
+    logits = logits.astype(jnp.float32)
+    vocab = logits.shape[-1]
+    confidence = 1.0 - label_smoothing
+    low = label_smoothing / (vocab - 1)
+    # Entropy of the smoothed target distribution: the minimum reachable cross-entropy.
+    floor = -(confidence * np.log(confidence) + (vocab - 1) * low * np.log(low + 1e-20))
+    log_z = jax.nn.logsumexp(logits, axis=-1)  # [batch, len]
+    log_probs = logits - log_z[..., None]
+    target_logp = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    if label_smoothing:
+        ce = -(confidence - low) * target_logp - low * jnp.sum(log_probs, axis=-1) - floor
+    else:
+        ce = -target_logp
+    z_part = z_loss * jnp.square(log_z)
+    return ce + z_part, z_part
+
+
+def loss_normalizer(weights: jax.Array, factor: float | str | None) -> jax.Array:
+    """The divisor of the summed token loss for one global batch."""
+    if factor is None:
+        return jnp.asarray(1.0, jnp.float32)
+    if isinstance(factor, str):
+        if factor.upper() == "NUM_REAL_TARGET_TOKENS":
+            return jnp.maximum(jnp.sum(weights.astype(jnp.float32)), 1.0)
+        if factor.upper() == "NUM_TOTAL_TARGET_TOKENS":
+            return jnp.asarray(float(np.prod(weights.shape)), jnp.float32)
+        raise ValueError(f"unknown loss_normalizing_factor {factor!r}")
+    return jnp.asarray(float(factor), jnp.float32)
+
+
+def _apply_model(model: nn.Module, params, batch: Batch, rng, enable_dropout: bool):
+    kwargs = {k: batch[k] for k in _MODEL_KWARGS if k in batch}
+    return model.apply(
+        {"params": params},
+        batch["encoder_input_tokens"],
+        batch["decoder_input_tokens"],
+        batch["decoder_target_tokens"],
+        enable_dropout=enable_dropout,
+        rngs={"dropout": rng} if enable_dropout else None,
+        **kwargs,
+    )
+
+
+def _batch_sums(model, params, batch: Batch, rng, loss_cfg: LossConfig, dropout: bool):
+    """Summed (not normalised) loss and counts of one (micro)batch."""
+    logits = _apply_model(model, params, batch, rng, dropout)  # [batch, len, vocab]
+    targets = batch["decoder_target_tokens"]
+    weights = batch.get("decoder_loss_weights", (targets > 0).astype(jnp.float32))
+    weights = weights.astype(jnp.float32)
+    loss, z_part = token_losses(logits, targets, loss_cfg.label_smoothing, loss_cfg.z_loss)
+    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    sums = {
+        "loss": jnp.sum(loss * weights),
+        "z_loss": jnp.sum(z_part * weights),
+        "correct": jnp.sum(correct * weights),
+        "weight": jnp.sum(weights),
+    }
+    return sums["loss"], sums
+
+
+def make_train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    state_shardings: Any,
+    mesh: Mesh,
+    loss_cfg: LossConfig = LossConfig(),
+    num_microbatches: int = 1,
+    dropout_seed: int = 0,
+    enable_dropout: bool = True,
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """The jitted train step `(state, batch) -> (state, metrics)`.
+
+    Inputs and outputs carry explicit shardings (state by its logical rules, batch over
+    `data`, metrics replicated) and the incoming state is donated. Trace and call it inside
+    `partitioning.mesh_context(mesh, rules)` so activation constraints resolve.
+    """
+
+    def step(state: TrainState, batch: Batch):
+        rng = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
+        grad_fn = jax.grad(_batch_sums, argnums=1, has_aux=True)
+        weights = batch.get(
+            "decoder_loss_weights", (batch["decoder_target_tokens"] > 0).astype(jnp.float32)
+        )
+        normalizer = loss_normalizer(weights, loss_cfg.loss_normalizing_factor)
+        if num_microbatches <= 1:
+            grads, sums = grad_fn(model, state.params, batch, rng, loss_cfg, enable_dropout)
+        else:
+            # [batch, ...] -> [micro, batch / micro, ...]; summing grads keeps the update exact.
+            micro = jax.tree.map(lambda x: x.reshape((num_microbatches, -1) + x.shape[1:]), batch)
+
+            def body(carry, xs):
+                index, mb = xs
+                g, s = grad_fn(
+                    model, state.params, mb, jax.random.fold_in(rng, index), loss_cfg,
+                    enable_dropout,
+                )  # fmt: skip
+                return jax.tree.map(jnp.add, carry, (g, s)), None
+
+            zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss", "z_loss", "correct")}
+            zero_sums["weight"] = jnp.zeros((), jnp.float32)
+            init = (jax.tree.map(jnp.zeros_like, state.params), zero_sums)
+            (grads, sums), _ = jax.lax.scan(body, init, (jnp.arange(num_microbatches), micro))
+        grads = jax.tree.map(lambda g: g / normalizer, grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": sums["loss"] / normalizer,
+            "z_loss": sums["z_loss"] / normalizer,
+            "accuracy": sums["correct"] / jnp.maximum(sums["weight"], 1.0),
+            "target_tokens": sums["weight"],
+            "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+            "grad_norm": optax.global_norm(grads),
+            "param_norm": optax.global_norm(params),
+        }
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, partitioning.data_sharding(mesh)),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=(0,),
+    )
+
+
+def dummy_batch(input_len: int, target_len: int, batch: int) -> Batch:
+    """All-ones int32 model inputs of the given shapes (for init and lowering)."""
+    enc = jnp.ones((batch, input_len), jnp.int32)
+    dec = jnp.ones((batch, target_len), jnp.int32)
+    return {"encoder_input_tokens": enc, "decoder_input_tokens": dec, "decoder_target_tokens": dec}
+
+
+@dataclasses.dataclass
+class StateSetup:
+    """How to build the sharded train state: abstract shapes, shardings, and init functions."""
+
+    abstract_state: TrainState  # ShapeDtypeStructs
+    shardings: TrainState  # NamedShardings, same structure
+    init_fn: Callable[[jax.Array], TrainState]  # rng -> state (call via `init`)
+    from_params_fn: Callable[[Any], TrainState]  # params -> fresh state (step 0)
+
+    def init(self, rng: jax.Array) -> TrainState:
+        """Random init directly into the sharded layout (no host copy)."""
+        return jax.jit(self.init_fn, out_shardings=self.shardings)(rng)
+
+    def from_params(self, params: Any) -> TrainState:
+        """Fresh optimizer state around given (e.g. pretrained) params, sharded."""
+        params = jax.device_put(params, self.shardings.params)
+        return jax.jit(
+            self.from_params_fn, in_shardings=(self.shardings.params,), out_shardings=self.shardings
+        )(params)
+
+    def place(self, state: TrainState) -> TrainState:
+        """An existing state (host or other mesh) moved into this setup's shardings."""
+        return jax.device_put(state, self.shardings)
+
+    def abstract_with_shardings(self) -> TrainState:
+        return jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            self.abstract_state,
+            self.shardings,
+        )
+
+
+def setup_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: partitioning.LogicalRules,
+    input_len: int,
+    target_len: int,
+) -> StateSetup:
+    """Derives the train state's abstract shapes and shardings without allocating it.
+
+    Parameter shardings come from the network's logical annotations and `rules`; optimizer
+    state shardings are derived from the parameters' (see `partitioning.derived_shardings`).
+    """
+    example = dummy_batch(input_len, target_len, mesh.shape["data"])
+
+    def init_params_boxed(rng):
+        return model.init({"params": rng, "dropout": rng}, **example, enable_dropout=False)[
+            "params"
+        ]
+
+    def from_params_fn(params):
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+    def init_fn(rng):
+        return from_params_fn(nn.unbox(init_params_boxed(rng)))
+
+    key = jax.random.key(0)
+    with partitioning.mesh_context(mesh, rules):
+        boxed = jax.eval_shape(init_params_boxed, key)
+        abstract_state = jax.eval_shape(init_fn, key)
+    param_shardings = partitioning.logical_shardings(boxed, mesh, rules)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    shardings = TrainState(
+        step=replicated,
+        params=param_shardings,
+        opt_state=partitioning.derived_shardings(
+            abstract_state.opt_state, abstract_state.params, param_shardings, mesh
+        ),
+    )
+    return StateSetup(abstract_state, shardings, init_fn, from_params_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """Loop settings. `checkpoint_every` also forces a save at the last step."""
+
+    train_steps: int
+    model_dir: str
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 100
+
+
+def checkpoint_manager(model_dir: str, cfg: LoopConfig) -> ocp.CheckpointManager:
+    """Orbax manager under MODEL_DIR/checkpoints: every N steps, keep K, atomic writes."""
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=cfg.checkpoint_every, max_to_keep=cfg.keep_checkpoints, create=True
+    )
+    root = model_dir if "://" in model_dir else os.path.abspath(model_dir)
+    return ocp.CheckpointManager(os.path.join(root, "checkpoints"), options=options)
+
+
+def restore_or_init(
+    manager: ocp.CheckpointManager, setup: StateSetup, fresh: Callable[[], TrainState]
+) -> TrainState:
+    """The latest checkpoint if there is one (resume), else `fresh()` (init or pretrained)."""
+    step = manager.latest_step()
+    if step is None:
+        return fresh()
+    logging.info("resuming from checkpoint at step %d in %s", step, manager.directory)
+    restored = manager.restore(step, args=ocp.args.StandardRestore(setup.abstract_with_shardings()))
+    return restored
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def train_loop(
+    state: TrainState,
+    train_step: Callable[[TrainState, Batch], tuple[TrainState, dict]],
+    batches: Callable[[int], Iterator[Batch]],
+    mesh: Mesh,
+    rules: partitioning.LogicalRules,
+    manager: ocp.CheckpointManager,
+    cfg: LoopConfig,
+    writer: Any = None,
+) -> list[dict]:
+    """Runs steps from `state.step` to `cfg.train_steps`, checkpointing and logging.
+
+    Args:
+      batches: `start_step -> iterator` of host-local numpy batches, deterministic in the step
+        so that resuming continues the same data order.
+      writer: a clu `MetricWriter` (TensorBoard), or None.
+
+    Returns:
+      Per-step metrics (python floats) of the steps run here.
+
+    Raises:
+      NonFiniteLossError: NaN/Inf in loss, gradients or updated params; nothing past the last
+        good state is saved.
+    """
+    start = int(jax.device_get(state.step))
+    history: list[dict] = []
+    # Per-interval JSON lines locally; remote (gs://) model dirs get TensorBoard events only.
+    metrics_path = (
+        None if "://" in cfg.model_dir else os.path.join(cfg.model_dir, "train_metrics.jsonl")
+    )
+    if start >= cfg.train_steps:
+        logging.info("already at step %d >= train_steps %d", start, cfg.train_steps)
+        return history
+    iterator = batches(start)
+    t_log = time.time()
+    tokens_since_log = 0
+    with partitioning.mesh_context(mesh, rules):
+        for step in range(start + 1, cfg.train_steps + 1):
+            host_batch = next(iterator)
+            tokens = (
+                sum(
+                    int(np.sum(host_batch[k] > 0))
+                    for k in ("encoder_input_tokens", "decoder_target_tokens")
+                )
+                * jax.process_count()
+            )
+            state, metrics = train_step(state, partitioning.shard_batch(host_batch, mesh))
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            bad = [k for k in ("loss", "grad_norm", "param_norm") if not np.isfinite(metrics[k])]
+            if bad:
+                manager.wait_until_finished()
+                raise NonFiniteLossError(
+                    f"non-finite {', '.join(bad)} at step {step} (loss={metrics['loss']}, "
+                    f"grad_norm={metrics['grad_norm']}); training stopped. Last good "
+                    f"checkpoint: step {manager.latest_step()} in {manager.directory}. Lower "
+                    "the learning rate or check the data; a restart resumes from that checkpoint."
+                )
+            metrics["step"] = step
+            history.append(metrics)
+            tokens_since_log += tokens
+            manager.save(step, args=ocp.args.StandardSave(state), force=step == cfg.train_steps)
+            if step % cfg.log_every == 0 or step == cfg.train_steps:
+                now = time.time()
+                window = history[-min(cfg.log_every, len(history)) :]
+                rate = len(window) / max(now - t_log, 1e-9)
+                summary = {
+                    "loss": float(np.mean([m["loss"] for m in window])),
+                    "accuracy": float(np.mean([m["accuracy"] for m in window])),
+                    "z_loss": float(np.mean([m["z_loss"] for m in window])),
+                    "learning_rate": metrics["learning_rate"],
+                    "grad_norm": metrics["grad_norm"],
+                    "steps_per_sec": rate,
+                    "tokens_per_sec": tokens_since_log / max(now - t_log, 1e-9),
+                }
+                eta = (cfg.train_steps - step) / max(rate, 1e-9)  # at the recent rate
+                if jax.process_index() == 0:
+                    print(
+                        f"step {step}/{cfg.train_steps} ({100 * step / cfg.train_steps:.1f}%) "
+                        f"loss {summary['loss']:.4f} acc {summary['accuracy']:.3f} "
+                        f"lr {summary['learning_rate']:.2e} | {rate:.2f} steps/s "
+                        f"{summary['tokens_per_sec']:.0f} tok/s | ETA {_format_eta(eta)}",
+                        flush=True,
+                    )
+                if jax.process_index() == 0 and metrics_path:
+                    with open(metrics_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"step": step, "last_loss": metrics["loss"], **summary}))
+                        f.write("\n")
+                if writer is not None:
+                    writer.write_scalars(step, summary)
+                t_log, tokens_since_log = now, 0
+    manager.wait_until_finished()
+    if writer is not None:
+        writer.flush()
+    return history
