@@ -1,0 +1,392 @@
+"""Building blocks of the T5 v1.1 network: RMS norm, dense, embedding, relative position biases,
+multi-head attention (with the incremental-decoding cache) and the gated MLP.
+
+Conventions follow t5x's minimal T5 (`t5x/examples/t5/layers.py`): parameters are float32 with
+logical axis names (`vocab`, `embed`, `joined_kv`, `mlp`, `heads`, `relpos_buckets`), dense
+kernels are stored 2-D (`[in, out]`), attention logits are not scaled by 1/sqrt(head_dim) (the
+scale is folded into the query initialiser), and dropout is broadcast along the length axis.
+The logical-to-mesh rules live in `jaxrec.partitioning`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+# Additive bias of masked attention logits (finite, so fully masked rows stay NaN-free).
+NEG_INF = -1e10
+
+default_kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+
+def constrain(x: Array, axes: tuple[str | None, ...]) -> Array:
+    """Logical sharding constraint (a no-op unless logical axis rules and a mesh are active)."""
+    return nn.with_logical_constraint(x, axes)
+
+
+class LayerNorm(nn.Module):
+    """T5 layer norm: RMS normalisation with a learned scale, no mean and no bias."""
+
+    epsilon: float = 1e-6
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        x32 = jnp.asarray(x, jnp.float32)
+        mean_square = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+            (x.shape[-1],),
+            jnp.float32,
+        )
+        return (x32 * lax.rsqrt(mean_square + self.epsilon) * scale).astype(self.dtype)
+
+
+@jax.custom_vjp
+def matmul(x: Array, kernel: Array) -> Array:
+    """`x [n, in] @ kernel [in, out]` with a hand-written weight gradient.
+
+    Left to itself, XLA:CPU transposes the wide operand of the weight-gradient matmul inside the
+    elementwise fusion that produces it (strided accesses), which made the MLP backward pass
+    3-4x slower than its matmuls.
+    """
+    return jnp.dot(x, kernel)
+
+
+def _matmul_fwd(x, kernel):
+    return jnp.dot(x, kernel), (x, kernel)
+
+
+def _matmul_bwd(residuals, dy):
+    x, kernel = residuals
+    dx = jnp.dot(dy, kernel.T)
+    # Transpose the narrower of x [n, in] and dy [n, out]; the barrier keeps the transpose a
+    # plain copy instead of a strided loop over the producer's fused elementwise ops.
+    if x.shape[1] <= dy.shape[1]:
+        dkernel = jnp.dot(lax.optimization_barrier(x.T), dy)
+    else:
+        dkernel = jnp.dot(lax.optimization_barrier(dy.T), x).T
+    return dx, dkernel
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+class Dense(nn.Module):
+    """Bias-free linear map from `in_features` to `features` with a 2-D `[in, out]` kernel.
+
+    `features` may be a tuple (e.g. `(heads, head_dim)`): the output is reshaped to it. With
+    `in_axes=2` the last two input axes are contracted (the attention output projection).
+    """
+
+    in_features: int
+    features: int | tuple[int, ...]
+    kernel_axes: tuple[str, str]
+    in_axes: int = 1
+    dtype: Any = jnp.float32
+    kernel_init: Initializer = default_kernel_init
+
+    def setup(self):
+        out = int(np.prod(self.features))
+        self.kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
+            (self.in_features, out),
+            jnp.float32,
+        )
+
+    def __call__(self, x: Array) -> Array:
+        batch_shape = x.shape[: x.ndim - self.in_axes]
+        x2d = x.reshape(-1, self.in_features).astype(self.dtype)
+        y = matmul(x2d, self.kernel.astype(self.dtype))
+        features = self.features if isinstance(self.features, tuple) else (self.features,)
+        return y.reshape(*batch_shape, *features)
+
+
+class Embed(nn.Module):
+    """Token embedding `[vocab, embed]`, looked up with a gather (cheaper than t5x's one-hot
+    contraction on CPU; GSPMD partitions gathers on TPU)."""
+
+    num_embeddings: int
+    features: int
+    dtype: Any = jnp.float32
+    embedding_init: Initializer = nn.initializers.normal(stddev=1.0)
+
+    def setup(self):
+        self.embedding = self.param(
+            "embedding",
+            nn.with_logical_partitioning(self.embedding_init, ("vocab", "embed")),
+            (self.num_embeddings, self.features),
+            jnp.float32,
+        )
+
+    def __call__(self, tokens: Array) -> Array:
+        if not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"token ids must be integers, got {tokens.dtype}")
+        x = jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
+        return constrain(x, ("batch", "length", "embed"))
+
+    def attend(self, query: Array) -> Array:
+        """Logits against the embedding (tied output layer), in float32."""
+        return jnp.dot(query.astype(jnp.float32), self.embedding.T)
+
+
+def relative_position_buckets(
+    query_length: int,
+    key_length: int,
+    bidirectional: bool,
+    num_buckets: int,
+    max_distance: int,
+) -> np.ndarray:
+    """T5's bucket of every (query, key) offset: `[query_length, key_length]` int32.
+
+    Half the buckets are exact small distances, the rest grow logarithmically up to
+    `max_distance`; bidirectional buckets split the range between keys before and after the
+    query. Computed in numpy float32 on static shapes (the same values as Mesh TF, t5x and
+    Hugging Face).
+    """
+    offset = np.arange(key_length)[None, :] - np.arange(query_length)[:, None]  # key - query
+    n = -offset
+    bucket = np.zeros_like(n)
+    if bidirectional:
+        num_buckets //= 2
+        bucket += (n < 0).astype(n.dtype) * num_buckets
+        n = np.abs(n)
+    else:
+        n = np.maximum(n, 0)
+    max_exact = num_buckets // 2
+    ratio = n.astype(np.float32) / np.float32(max_exact) + np.finfo(np.float32).eps
+    large = max_exact + (
+        np.log(ratio) / np.float32(np.log(max_distance / max_exact)) * (num_buckets - max_exact)
+    ).astype(np.int32)
+    large = np.minimum(large, num_buckets - 1)
+    bucket += np.where(n < max_exact, n, large)
+    return bucket.astype(np.int32)
+
+
+class RelativePositionBiases(nn.Module):
+    """Per-head learned bias of each relative-position bucket, shared by a whole stack."""
+
+    num_buckets: int
+    max_distance: int
+    num_heads: int
+    dtype: Any = jnp.float32
+    embedding_init: Initializer = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+
+    @nn.compact
+    def __call__(self, query_length: int, key_length: int, bidirectional: bool = True) -> Array:
+        """Returns the bias `[1, heads, query_length, key_length]`."""
+        table = self.param(
+            "rel_embedding",
+            nn.with_logical_partitioning(self.embedding_init, ("heads", "relpos_buckets")),
+            (self.num_heads, self.num_buckets),
+            jnp.float32,
+        )
+        buckets = relative_position_buckets(
+            query_length, key_length, bidirectional, self.num_buckets, self.max_distance
+        )
+        # A gather with static indices: [heads, buckets] -> [heads, q, k].
+        bias = jnp.take(table, jnp.asarray(buckets), axis=1)
+        return bias[None].astype(self.dtype)
+
+
+def mask_to_bias(mask: Array, dtype: Any = jnp.float32) -> Array:
+    """Boolean attention mask -> additive bias (0 where attended, NEG_INF elsewhere)."""
+    return jnp.where(mask, jnp.zeros((), dtype), jnp.asarray(NEG_INF, dtype))
+
+
+def make_attention_mask(query_input: Array, key_input: Array, pairwise_fn=jnp.multiply) -> Array:
+    """`[batch, q]` x `[batch, k]` -> boolean mask `[batch, 1, q, k]`."""
+    mask = pairwise_fn(query_input[:, :, None], key_input[:, None, :])
+    return mask[:, None].astype(bool)
+
+
+def make_decoder_mask(
+    decoder_target_tokens: Array, decoder_segment_ids: Array | None = None
+) -> Array:
+    """Causal mask over non-padding target positions (and within segments when packed)."""
+    length = decoder_target_tokens.shape[-1]
+    causal = jnp.arange(length)[:, None] >= jnp.arange(length)[None, :]  # [q, k]
+    valid = decoder_target_tokens > 0
+    mask = make_attention_mask(valid, valid) & causal[None, None]
+    if decoder_segment_ids is not None:
+        mask &= make_attention_mask(decoder_segment_ids, decoder_segment_ids, jnp.equal)
+    return mask
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head dot-product attention with an additive bias (mask + relative positions).
+
+    Decoding cache (collection 'cache', created by the first call with `decode=True`):
+      self-attention: `cached_key`, `cached_value` `[batch, heads, head_dim, max_length]`
+        (t5x's layout), written at position `decode_position` each step;
+      cross-attention: `cached_key`, `cached_value` `[batch, heads, head_dim, input_length]`,
+        the projected encoder outputs, computed at the step where `decode_position == 0`
+        and reused afterwards.
+    """
+
+    num_heads: int
+    head_dim: int
+    dtype: Any = jnp.float32
+    dropout_rate: float = 0.0
+    float32_logits: bool = True
+    is_cross_attention: bool = False
+    kernel_init: Initializer = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs_q: Array,
+        inputs_kv: Array,
+        bias: Array | None,
+        *,
+        deterministic: bool,
+        decode: bool = False,
+        decode_position: Array | None = None,
+    ) -> Array:
+        """Attends `inputs_q [batch, q, embed]` to `inputs_kv [batch, k, embed]`.
+
+        Args:
+          bias: additive logits bias broadcastable to `[batch, heads, q, k]`; in a decoding step
+            `[batch or 1, heads or 1, 1, max_length]` for self-attention.
+          deterministic: disables dropout.
+          decode: use (and on the first call create) the decoding cache.
+          decode_position: scalar int32 index of the current decoding step.
+
+        Returns:
+          `[batch, q, embed]`.
+        """
+        embed = inputs_q.shape[-1]
+        heads, depth = self.num_heads, self.head_dim
+
+        def projection(name, init):
+            return Dense(
+                embed, (heads, depth), ("embed", "joined_kv"), dtype=self.dtype,
+                kernel_init=init, name=name,
+            )  # fmt: skip
+
+        # T5 does not divide logits by sqrt(depth): the scale is folded into the query init.
+        query_init = lambda *a: self.kernel_init(*a) / jnp.sqrt(depth).astype(a[-1])
+        query_proj = projection("query", query_init)
+        key_proj = projection("key", self.kernel_init)
+        value_proj = projection("value", self.kernel_init)
+        query = constrain(query_proj(inputs_q), ("batch", "length", "heads", "kv"))
+
+        cache_ready = decode and self.has_variable("cache", "cached_key")
+        if cache_ready and self.is_cross_attention:
+            key, value = self._cross_cache(key_proj, value_proj, inputs_kv, decode_position)
+        else:
+            key = constrain(key_proj(inputs_kv), ("batch", "length", "heads", "kv"))
+            value = constrain(value_proj(inputs_kv), ("batch", "length", "heads", "kv"))
+            if decode:
+                key, value = self._self_cache(key, value, decode_position, cache_ready)
+        # key, value: [batch, k, heads, depth]
+
+        if self.float32_logits:
+            query, key = query.astype(jnp.float32), key.astype(jnp.float32)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # [batch, heads, q, k]
+        if bias is not None:
+            logits = logits + bias.astype(logits.dtype)
+        weights = jax.nn.softmax(logits.astype(jnp.float32)).astype(self.dtype)
+        if not deterministic and self.dropout_rate > 0.0:
+            # Broadcast along the query axis, as t5x and Mesh TF do.
+            weights = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
+                weights, deterministic=False
+            )
+        x = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
+        out = Dense(
+            heads * depth, embed, ("joined_kv", "embed"), in_axes=2, dtype=self.dtype,
+            kernel_init=self.kernel_init, name="out",
+        )  # fmt: skip
+        return out(x)
+
+    def _self_cache(self, key, value, position, cache_ready):
+        """Writes this step's key/value into the cache; returns the whole cached sequence."""
+        to_cache = lambda x: jnp.transpose(x, (0, 2, 3, 1))  # [b, l, h, d] -> [b, h, d, l]
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, to_cache(key).shape, key.dtype)
+        cached_value = self.variable(
+            "cache", "cached_value", jnp.zeros, to_cache(value).shape, value.dtype
+        )
+        if not cache_ready:  # the initialising call: shapes only
+            return key, value
+        if key.shape[1] != 1:
+            raise ValueError(f"cached decoding feeds one token per step, got length {key.shape[1]}")
+        start = (0, 0, 0, position)
+        cached_key.value = lax.dynamic_update_slice(cached_key.value, to_cache(key), start)
+        cached_value.value = lax.dynamic_update_slice(cached_value.value, to_cache(value), start)
+        from_cache = lambda x: jnp.transpose(x, (0, 3, 1, 2))
+        return from_cache(cached_key.value), from_cache(cached_value.value)
+
+    def _cross_cache(self, key_proj, value_proj, inputs_kv, position):
+        """Projects the encoder outputs once (at position 0) and reuses them afterwards."""
+        cached_key = self.variable("cache", "cached_key")
+        cached_value = self.variable("cache", "cached_value")
+        w_key, w_value = key_proj.kernel, value_proj.kernel
+        heads, depth, dtype = self.num_heads, self.head_dim, self.dtype
+
+        def project(_):
+            kv = inputs_kv.astype(dtype)
+            shape = (*kv.shape[:2], heads, depth)
+            key = jnp.dot(kv, w_key.astype(dtype)).reshape(shape)
+            value = jnp.dot(kv, w_value.astype(dtype)).reshape(shape)
+            return jnp.transpose(key, (0, 2, 3, 1)), jnp.transpose(value, (0, 2, 3, 1))
+
+        key, value = lax.cond(
+            position == 0, project, lambda c: c, (cached_key.value, cached_value.value)
+        )
+        cached_key.value, cached_value.value = key, value
+        from_cache = lambda x: jnp.transpose(x, (0, 3, 1, 2))
+        return from_cache(key), from_cache(value)
+
+
+class MlpBlock(nn.Module):
+    """Feed-forward block; ('gelu', 'linear') is T5 v1.1's gated GELU (tanh approximation)."""
+
+    intermediate_dim: int
+    activations: Sequence[str] = ("gelu", "linear")
+    dropout_rate: float = 0.0
+    dtype: Any = jnp.float32
+    kernel_init: Initializer = default_kernel_init
+
+    @nn.compact
+    def __call__(self, x: Array, deterministic: bool) -> Array:
+        embed = x.shape[-1]
+        hidden = None
+        for i, name in enumerate(self.activations):
+            dense_name = "wi" if len(self.activations) == 1 else f"wi_{i}"
+            h = Dense(
+                embed, self.intermediate_dim, ("embed", "mlp"), dtype=self.dtype,
+                kernel_init=self.kernel_init, name=dense_name,
+            )(x)  # fmt: skip
+            h = _activation(name)(h)
+            hidden = h if hidden is None else hidden * h
+        hidden = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
+            hidden, deterministic=deterministic
+        )
+        hidden = constrain(hidden, ("batch", "length", "mlp"))
+        return Dense(
+            self.intermediate_dim, embed, ("mlp", "embed"), dtype=self.dtype,
+            kernel_init=self.kernel_init, name="wo",
+        )(hidden)  # fmt: skip
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+    if name == "linear":
+        return lambda x: x
+    if name in ("gelu", "gelu_new", "gelu_pytorch_tanh"):
+        return lambda x: nn.gelu(x, approximate=True)
+    if name == "gelu_exact":
+        return lambda x: nn.gelu(x, approximate=False)
+    if hasattr(nn, name):
+        return getattr(nn, name)
+    raise ValueError(f"unknown activation {name!r}")

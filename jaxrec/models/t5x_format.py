@@ -1,0 +1,188 @@
+"""T5X checkpoints on local disk: the legacy T5X layout and Orbax PyTree checkpoints.
+
+Legacy layout (t5x `Checkpointer`, as published for FLAN-T5 under
+`gs://t5-data/pretrained_models/t5x/`): `checkpoint_N/checkpoint` is a msgpack file
+`{'version': 3, 'optimizer': {'target': params, 'state': {...}}}` whose leaves are numpy arrays
+(small or unpartitioned values) or TensorStore zarr specs with paths relative to the checkpoint
+directory (`target.encoder.layers_0.attention.key.kernel/`, gzip chunks). Checkpoints written by
+newer t5x keep the msgpack under `checkpoint_N/state/checkpoint`; both are read. Orbax PyTree
+checkpoints are read when the tree holds `target` (or is the parameter tree itself). Optimizer
+state is ignored. Use through `jaxrec.models.checkpoints`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from jaxrec.models.configs import T5Config
+
+Params = dict[str, Any]
+
+
+def config_from_params(params: Mapping[str, Any], **overrides: Any) -> T5Config:
+    """Infers a `T5Config` from parameter shapes (T5X checkpoints carry no config).
+
+    Fields that shapes cannot tell (dropout, max distance, epsilon, activation function)
+    keep the FLAN-T5 values unless overridden.
+    """
+    enc, dec = params["encoder"], params["decoder"]
+    vocab, emb = np.shape(params["token_embedder"]["embedding"])
+    heads, buckets = np.shape(enc["relpos_bias"]["rel_embedding"])
+    layer0 = enc["layers_0"]
+    joined = np.shape(layer0["attention"]["query"]["kernel"])[1]
+    mlp = layer0["mlp"]
+    gated = "wi_0" in mlp
+    mlp_dim = np.shape(mlp["wi_0" if gated else "wi"]["kernel"])[1]
+    count = lambda stack: sum(1 for k in stack if re.fullmatch(r"layers_\d+", k))
+    fields = dict(
+        vocab_size=int(vocab),
+        emb_dim=int(emb),
+        num_heads=int(heads),
+        num_encoder_layers=count(enc),
+        num_decoder_layers=count(dec),
+        head_dim=int(joined) // int(heads),
+        mlp_dim=int(mlp_dim),
+        mlp_activations=("gelu", "linear") if gated else ("relu",),
+        logits_via_embedding="logits_dense" not in dec,
+        relative_attention_num_buckets=int(buckets),
+    )
+    fields.update(overrides)
+    return T5Config(**fields)
+
+
+def _is_ts_spec(x: Any) -> bool:
+    return isinstance(x, Mapping) and "driver" in x and "kvstore" in x
+
+
+def _read_ts_leaf(spec: Mapping[str, Any], ckpt_dir: str) -> np.ndarray:
+    import tensorstore as ts
+
+    spec = json.loads(json.dumps(spec))  # deep copy of plain JSON
+    kvstore = spec["kvstore"]
+    # Relative paths (as t5x writes them) may sit in kvstore.path or, for older
+    # tensorstore versions and GCS-written checkpoints, in spec.path.
+    rel = kvstore.pop("path", None) or spec.pop("path", None)
+    if rel is None:
+        raise ValueError(f"{ckpt_dir}: TensorStore spec without a path: {spec}")
+    spec["kvstore"] = {"driver": "file", "path": os.path.join(ckpt_dir, rel)}
+    return np.asarray(ts.open(spec, open=True, read=True).result().read().result())
+
+
+def _find_msgpack(path: str) -> str | None:
+    candidates = (path, os.path.join(path, "checkpoint"), os.path.join(path, "state", "checkpoint"))
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def load_t5x_checkpoint(path: str, config: T5Config | None = None) -> tuple[T5Config, Params]:
+    """Reads the parameters (`target`) of a local T5X checkpoint.
+
+    Args:
+      path: a `checkpoint_N` directory (legacy T5X msgpack + TensorStore layout, or an Orbax
+        PyTree checkpoint) or the msgpack `checkpoint` file itself.
+      config: the model configuration; inferred from the parameter shapes when None.
+
+    Returns:
+      (config, params) with float32 numpy leaves; optimizer state is ignored.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found (only local T5X checkpoints are supported)")
+    msgpack_file = _find_msgpack(path)
+    if msgpack_file is not None:
+        from flax import serialization
+
+        with open(msgpack_file, "rb") as f:
+            contents = serialization.msgpack_restore(f.read())
+        if "optimizer" not in contents or "target" not in contents["optimizer"]:
+            raise ValueError(f"{msgpack_file}: not a T5X checkpoint (no optimizer/target)")
+        ckpt_dir = os.path.dirname(msgpack_file)
+        target = contents["optimizer"]["target"]
+
+        def read(node):
+            if _is_ts_spec(node):
+                return _read_ts_leaf(node, ckpt_dir).astype(np.float32)
+            if isinstance(node, Mapping):
+                return {k: read(v) for k, v in node.items()}
+            return np.asarray(node, dtype=np.float32)
+
+        params = read(target)
+    else:
+        params = _load_orbax(path)
+    params = _strip_param_states(params)
+    return (config or config_from_params(params)), params
+
+
+def _load_orbax(path: str) -> Params:
+    import orbax.checkpoint as ocp
+
+    try:
+        tree = ocp.PyTreeCheckpointer().restore(os.path.abspath(path))
+    except Exception as e:  # orbax raises several types for "not a checkpoint"
+        raise ValueError(f"{path}: neither a T5X msgpack nor an Orbax checkpoint ({e})") from e
+    for key in ("target", "params"):
+        while isinstance(tree, Mapping) and key in tree:
+            tree = tree[key]
+    if not isinstance(tree, Mapping) or "encoder" not in tree:
+        raise ValueError(f"{path}: no T5 parameter tree (target/encoder...) in the checkpoint")
+    return _to_numpy(tree)
+
+
+def _to_numpy(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _to_numpy(v) for k, v in tree.items()}
+    return np.asarray(tree, dtype=np.float32)
+
+
+def _strip_param_states(params: Params) -> Params:
+    return {k: v for k, v in params.items() if k in ("token_embedder", "encoder", "decoder")}
+
+
+def save_t5x_checkpoint(path: str, params: Mapping[str, Any], step: int = 0) -> str:
+    """Writes `params` in the legacy T5X layout: `path/checkpoint_{step}/checkpoint` (msgpack)
+    plus one gzip-compressed zarr TensorStore array per parameter, as t5x's `Checkpointer`
+    does for partitioned parameters. Returns the checkpoint directory."""
+    import tensorstore as ts
+    from flax import serialization
+
+    ckpt_dir = os.path.join(path, f"checkpoint_{step}")
+    os.makedirs(ckpt_dir, exist_ok=True)
+
+    def write(name: str, value: Any) -> dict[str, Any]:
+        value = np.asarray(value, dtype=np.float32)
+        rel = name.replace("/", ".")
+        spec = {
+            "driver": "zarr",
+            "dtype": "float32",
+            "kvstore": {"driver": "file", "path": rel},
+            "metadata": {
+                "chunks": list(value.shape),
+                "compressor": {"id": "gzip", "level": 1},
+                "shape": list(value.shape),
+            },
+        }
+        absolute = json.loads(json.dumps(spec))
+        absolute["kvstore"]["path"] = os.path.join(ckpt_dir, rel)
+        store = ts.open(absolute, create=True, delete_existing=True).result()
+        store.write(value).result()
+        return spec
+
+    def walk(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out = {}
+        for key, value in node.items():
+            name = f"{prefix}/{key}"
+            out[key] = walk(value, name) if isinstance(value, Mapping) else write(name, value)
+        return out
+
+    target = walk(params, "target")
+    contents = {"version": 3, "optimizer": {"target": target, "state": {"step": np.int32(step)}}}
+    with open(os.path.join(ckpt_dir, "checkpoint"), "wb") as f:
+        f.write(serialization.msgpack_serialize(contents))
+    return ckpt_dir
