@@ -136,7 +136,7 @@ def _train(data_dir: str, model_dir: str, cfg: DemoConfig) -> tuple[str, list]:
         checkpoint_every=cfg.train_steps,
         keep_checkpoints=1,
         log_every=max(cfg.train_steps // 20, 1),
-        mesh_shape=(1, 1),
+        mesh_shape="auto",  # all local devices on the data axis
     )
     return demo_mixture, history
 
