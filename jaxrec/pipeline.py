@@ -44,7 +44,7 @@ class DemoConfig:
     num_beams: int = 20
     eval_users: int | None = None
     sasrec_epochs: int = 60
-    sasrec_seconds: float = 60.0
+    sasrec_seconds: float = 90.0
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -113,7 +113,7 @@ def _train(data_dir: str, model_dir: str, cfg: DemoConfig) -> tuple[str, list]:
     if demo_mixture in seqio.MixtureRegistry.names():
         seqio.MixtureRegistry.remove(demo_mixture)
     parts = [n for n in names if not n.endswith(("_cao", "_lcrec"))]
-    rates = {n: (3.0 if n.endswith("_retrieval") else 1.0) for n in parts}
+    rates = {n: (4.0 if n.endswith("_retrieval") else 1.0) for n in parts}
     seqio.MixtureRegistry.add(demo_mixture, [(n, rates[n]) for n in parts])
     log.info("training mixture %s = %s", demo_mixture, rates)
     history = train.train(
@@ -149,7 +149,12 @@ def _baselines(ds, cfg: DemoConfig) -> dict[str, dict]:
         num_items=ds.num_items,
         epochs=cfg.sasrec_epochs,
         max_seconds=cfg.sasrec_seconds,
-        patience=5,
+        patience=10,
+        # Small data: SASRec's usual dropout 0.5 underfits in a short budget (Recall@10 0.03
+        # vs 0.44 with 0.2 on the default demo data).
+        dropout=0.2,
+        attention_dropout=0.2,
+        learning_rate=2e-3,
         seed=cfg.seed,
     )
     model, result = sasrec.train(ds, scfg)
@@ -189,7 +194,7 @@ def run_demo(out_dir: str, cfg: DemoConfig = DemoConfig()) -> dict:
             ("Reading the numbers", (
                 f"jaxrec Recall@10 is {systems['jaxrec']['recall@10']:.4f}: {lift:.1f}x "
                 f"popularity ({systems['popularity']['recall@10']:.4f}) and "
-                f"{gap:+.4f} below the oracle ({systems['oracle']['recall@10']:.4f}), the "
+                f"{gap:.4f} below the oracle ({systems['oracle']['recall@10']:.4f}), the "
                 "best any recommender can expect on this data (ranking by the planted model's "
                 "true next-item distribution; realised on the same test targets). SASRec "
                 f"reaches {systems['sasrec']['recall@10']:.4f}. Metrics rank the whole "
