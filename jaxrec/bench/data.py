@@ -12,23 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 
+from jaxrec.bench._timing import median_seconds
 from jaxrec.data import canonical, prepare, synthetic
 from jaxrec.data.processing import PrepareOptions
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
-
-
-def _median_seconds(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _io_floor_txt(path: str, out: str) -> None:
@@ -63,9 +54,9 @@ def main(argv: list[str]) -> int:
             canonical.write_dataset(ds, os.path.join(tmp, "lcrec"))
 
         if os.path.exists(beauty_txt):
-            result["beauty_p5_seconds"] = round(_median_seconds(p5, reps), 3)
-            result["beauty_lcrec_seconds"] = round(_median_seconds(lcrec, reps), 3)
-            floor = _median_seconds(lambda: _io_floor_txt(beauty_txt, os.path.join(tmp, "f")), reps)
+            result["beauty_p5_seconds"] = round(median_seconds(p5, reps), 3)
+            result["beauty_lcrec_seconds"] = round(median_seconds(lcrec, reps), 3)
+            floor = median_seconds(lambda: _io_floor_txt(beauty_txt, os.path.join(tmp, "f")), reps)
             result["beauty_io_floor_seconds"] = round(floor, 3)
             result["ratio_vs_io_floor"] = round(result["beauty_p5_seconds"] / floor, 2)
 
@@ -80,6 +71,6 @@ def main(argv: list[str]) -> int:
             ds = prepare.prepare_dataset("synthetic", raw, options=opts)
             canonical.write_dataset(ds, os.path.join(tmp, "amazon"))
 
-        result["amazon2014_prepare_seconds"] = round(_median_seconds(amazon, reps), 3)
+        result["amazon2014_prepare_seconds"] = round(median_seconds(amazon, reps), 3)
     print(json.dumps(result))
     return 0

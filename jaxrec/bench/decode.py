@@ -19,12 +19,13 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from jaxrec.bench._timing import median_seconds
 
 log = logging.getLogger("jaxrec.bench.decode")
 
@@ -114,15 +115,6 @@ def hf_generate(hf_model, inputs: np.ndarray, beams: int, returns: int, trie: di
     return seqs, out.sequences_scores.numpy().reshape(len(inputs), returns)
 
 
-def _median_time(fn, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxrec.bench decode", description=__doc__)
     p.add_argument("--quick", action="store_true", help="batch 4, 2 repetitions")
@@ -179,7 +171,7 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         run(c)
         result[f"jaxrec_{name}_compile_s"] = round(time.perf_counter() - t0, 2)
-        sec = _median_time(lambda c=c: run(c), args.reps)
+        sec = median_seconds(lambda c=c: run(c), args.reps)
         result[f"jaxrec_{name}_qps"] = round(args.batch / sec, 2)
         log.info("jaxrec %s: %.3f s/batch", name, sec)
     seqs, scores = run(constraint)
@@ -192,7 +184,7 @@ def main(argv: list[str]) -> int:
         peer["out"] = hf_generate(hf_model, inputs, args.beams, args.returns, trie, steps)
 
     run_peer()  # warm-up
-    sec = _median_time(run_peer, args.peer_reps)
+    sec = median_seconds(run_peer, args.peer_reps)
     log.info("transformers: %.3f s/batch", sec)
     result["peer_qps"] = round(args.batch / sec, 2)
     hseqs, hscores = peer["out"]
