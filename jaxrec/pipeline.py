@@ -99,20 +99,20 @@ def _build_index(ds, data_dir: str, cfg: DemoConfig) -> dict:
 
 
 def _train(data_dir: str, model_dir: str, cfg: DemoConfig) -> tuple[str, list]:
+    import seqio
+
     from jaxrec import optimizers, train
     from jaxrec.models import configs
     from jaxrec.tasks import registry
 
     names = registry.register_dataset_tasks(data_dir, item_repr="sid", tasks=cfg.tasks)
-    mixture = next((n for n in names if n.endswith("_cao")), None)
-    mixture = next((n for n in names if n.endswith("_lcrec")), mixture) or names[0]
-    # One mixture with every registered demo task: retrieval + auxiliary + alignment.
-    import seqio
-
-    demo_mixture = mixture.rsplit("_", 1)[0] + "_demo"
+    # One mixture of every registered demo task (retrieval + auxiliary + alignment); task names
+    # are `{dataset}_sid_{task}`, so the retrieval task's name gives the prefix.
+    parts = [n for n in names if not n.endswith(("_cao", "_lcrec"))]
+    retrieval = next(n for n in parts if n.endswith("_retrieval"))
+    demo_mixture = retrieval.removesuffix("_retrieval") + "_demo"
     if demo_mixture in seqio.MixtureRegistry.names():
         seqio.MixtureRegistry.remove(demo_mixture)
-    parts = [n for n in names if not n.endswith(("_cao", "_lcrec"))]
     rates = {n: (4.0 if n.endswith("_retrieval") else 1.0) for n in parts}
     seqio.MixtureRegistry.add(demo_mixture, [(n, rates[n]) for n in parts])
     log.info("training mixture %s = %s", demo_mixture, rates)
