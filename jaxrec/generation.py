@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxrec.decoding import Constraint, DecodingState, beam_search, expand_rows
+from jaxrec.decoding import Constraint, DecodingState, beam_search
 
 # Cache leaves of the network's cross-attention: equal for all beams of a query.
 CROSS_ATTENTION = "encoder_decoder_attention"
@@ -59,20 +59,21 @@ def make_generate_fn(
         encoded = model.apply(
             variables, encoder_tokens, enable_dropout=False, method=model.encode
         )  # [batch, input_length, embed]
-        # Repeated once for the beam rows; row b * num_beams + k belongs to query b.
-        encoded_rows, tokens_rows = expand_rows((encoded, encoder_tokens), num_beams)
 
         def tokens_to_logits(ds: DecodingState):
-            first = ds.cur_token.shape[0] == batch  # unexpanded first step
+            # Rows b * num_beams .. (b + 1) * num_beams - 1 (or row b on the unexpanded first
+            # step) belong to query b; the cross-attention shares query b's keys and values.
             logits, mutated = model.apply(
                 {"params": params, "cache": ds.cache},
-                encoded if first else encoded_rows,
-                encoder_tokens if first else tokens_rows,
+                encoded,
+                encoder_tokens,
                 ds.cur_token,
                 ds.cur_token,
                 enable_dropout=False,
                 decode=True,
                 max_decode_length=max_decode_len,
+                # The unexpanded first step projects the encoder outputs, later steps reuse them.
+                cross_cache="fill" if ds.cur_token.shape[0] == batch else "reuse",
                 mutable=["cache"],
                 method=model.decode,
             )
@@ -89,7 +90,7 @@ def make_generate_fn(
             constraint=constraint,
             num_returns=num_returns,
             expand_after_first_step=True,
-            beam_invariant=lambda path: CROSS_ATTENTION in path,
+            per_query_cache=lambda path: CROSS_ATTENTION in path,
         )
 
     return generate

@@ -228,11 +228,16 @@ class MultiHeadAttention(nn.Module):
     """Multi-head dot-product attention with an additive bias (mask + relative positions).
 
     Decoding cache (collection 'cache', created by the first call with `decode=True`):
-      self-attention: `cached_key`, `cached_value` `[batch, heads, head_dim, max_length]`
-        (t5x's layout), written at position `decode_position` each step;
-      cross-attention: `cached_key`, `cached_value` `[batch, heads, head_dim, input_length]`,
+      self-attention: `cached_key`, `cached_value` `[batch, heads, max_length, head_dim]`,
+        written at position `decode_position` each step;
+      cross-attention: `cached_key`, `cached_value` `[batch, heads, input_length, head_dim]`,
         the projected encoder outputs, computed at the step where `decode_position == 0`
         and reused afterwards.
+
+    Shared keys/values: `inputs_q` may have `n` times as many rows as `inputs_kv` (rows
+    `b * n .. (b + 1) * n - 1` attend to key row `b`), e.g. the beams of one query attending to
+    its encoder outputs. The queries are then folded into one `[n * q]` block per key row, so
+    the keys are read once per query instead of once per beam.
     """
 
     num_heads: int
@@ -253,6 +258,7 @@ class MultiHeadAttention(nn.Module):
         deterministic: bool,
         decode: bool = False,
         decode_position: Array | None = None,
+        cross_cache: str = "auto",
     ) -> Array:
         """Attends `inputs_q [batch, q, embed]` to `inputs_kv [batch, k, embed]`.
 
@@ -262,6 +268,10 @@ class MultiHeadAttention(nn.Module):
           deterministic: disables dropout.
           decode: use (and on the first call create) the decoding cache.
           decode_position: scalar int32 index of the current decoding step.
+          cross_cache: how a decoding cross-attention gets the encoder keys/values: "auto"
+            (t5x's convention: project them when `decode_position == 0`, else reuse the
+            cache), "fill" (project now) or "reuse" (read the cache). Decoders that know the
+            step statically pass "fill"/"reuse" and skip a per-step conditional copy.
 
         Returns:
           `[batch, q, embed]`.
@@ -283,18 +293,24 @@ class MultiHeadAttention(nn.Module):
         query = constrain(query_proj(inputs_q), ("batch", "length", "heads", "kv"))
 
         cache_ready = decode and self.has_variable("cache", "cached_key")
-        if cache_ready and self.is_cross_attention:
-            key, value = self._cross_cache(key_proj, value_proj, inputs_kv, decode_position)
+        if decode and self.is_cross_attention:
+            key, value = self._cross_cache(
+                key_proj, value_proj, inputs_kv, decode_position, cache_ready, cross_cache
+            )
         else:
-            key = constrain(key_proj(inputs_kv), ("batch", "length", "heads", "kv"))
-            value = constrain(value_proj(inputs_kv), ("batch", "length", "heads", "kv"))
+            key = _heads_first(key_proj(inputs_kv))
+            value = _heads_first(value_proj(inputs_kv))
             if decode:
                 key, value = self._self_cache(key, value, decode_position, cache_ready)
-        # key, value: [batch, k, heads, depth]
+        # key, value: [kv_batch, heads, k, depth] (the decoding caches' own layout, read in
+        # place). Batched matmuls with heads ahead of the rows are much cheaper on XLA:CPU than
+        # einsums over [batch, length, heads, depth] (no transposes inside the dot fusions).
+        batch, q_len = query.shape[:2]
+        query = _heads_first(_fold_queries(query, key.shape[0], bias))  # [kv_b, h, n * q, d]
 
         if self.float32_logits:
             query, key = query.astype(jnp.float32), key.astype(jnp.float32)
-        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)  # [batch, heads, q, k]
+        logits = jnp.matmul(query, jnp.swapaxes(key, -1, -2))  # [kv_batch, heads, n * q, k]
         if bias is not None:
             logits = logits + bias.astype(logits.dtype)
         weights = jax.nn.softmax(logits.astype(jnp.float32)).astype(self.dtype)
@@ -303,7 +319,8 @@ class MultiHeadAttention(nn.Module):
             weights = nn.Dropout(self.dropout_rate, broadcast_dims=(-2,))(
                 weights, deterministic=False
             )
-        x = jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(self.dtype))
+        x = jnp.matmul(weights, value.astype(self.dtype))  # [kv_batch, heads, n * q, depth]
+        x = jnp.swapaxes(x, 1, 2).reshape(batch, q_len, heads, depth)
         out = Dense(
             heads * depth, embed, ("joined_kv", "embed"), in_axes=2, dtype=self.dtype,
             kernel_init=self.kernel_init, name="out",
@@ -311,42 +328,75 @@ class MultiHeadAttention(nn.Module):
         return out(x)
 
     def _self_cache(self, key, value, position, cache_ready):
-        """Writes this step's key/value into the cache; returns the whole cached sequence."""
-        to_cache = lambda x: jnp.transpose(x, (0, 2, 3, 1))  # [b, l, h, d] -> [b, h, d, l]
-        cached_key = self.variable("cache", "cached_key", jnp.zeros, to_cache(key).shape, key.dtype)
-        cached_value = self.variable(
-            "cache", "cached_value", jnp.zeros, to_cache(value).shape, value.dtype
-        )
+        """Writes this step's key/value `[batch, heads, 1, depth]` into the cache; returns the
+        cached sequence `[batch, heads, max_length, depth]` (later positions are masked)."""
+        cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+        cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
         if not cache_ready:  # the initialising call: shapes only
             return key, value
-        if key.shape[1] != 1:
-            raise ValueError(f"cached decoding feeds one token per step, got length {key.shape[1]}")
-        start = (0, 0, 0, position)
-        cached_key.value = lax.dynamic_update_slice(cached_key.value, to_cache(key), start)
-        cached_value.value = lax.dynamic_update_slice(cached_value.value, to_cache(value), start)
-        from_cache = lambda x: jnp.transpose(x, (0, 3, 1, 2))
-        return from_cache(cached_key.value), from_cache(cached_value.value)
+        if key.shape[2] != 1:
+            raise ValueError(f"cached decoding feeds one token per step, got length {key.shape[2]}")
+        start = (0, 0, position, 0)
+        cached_key.value = lax.dynamic_update_slice(cached_key.value, key, start)
+        cached_value.value = lax.dynamic_update_slice(cached_value.value, value, start)
+        return cached_key.value, cached_value.value
 
-    def _cross_cache(self, key_proj, value_proj, inputs_kv, position):
-        """Projects the encoder outputs once (at position 0) and reuses them afterwards."""
-        cached_key = self.variable("cache", "cached_key")
-        cached_value = self.variable("cache", "cached_value")
-        w_key, w_value = key_proj.kernel, value_proj.kernel
+    def _cross_cache(self, key_proj, value_proj, inputs_kv, position, cache_ready, mode):
+        """Projects the encoder outputs once (at position 0) and reuses them afterwards.
+
+        Returns key and value in the cache's layout `[batch, heads, input_length, depth]`.
+        """
+        if mode not in ("auto", "fill", "reuse"):
+            raise ValueError(f"cross_cache must be 'auto', 'fill' or 'reuse', got {mode!r}")
         heads, depth, dtype = self.num_heads, self.head_dim, self.dtype
+        w_key, w_value = key_proj.kernel, value_proj.kernel
 
         def project(_):
             kv = inputs_kv.astype(dtype)
             shape = (*kv.shape[:2], heads, depth)
             key = jnp.dot(kv, w_key.astype(dtype)).reshape(shape)
             value = jnp.dot(kv, w_value.astype(dtype)).reshape(shape)
-            return jnp.transpose(key, (0, 2, 3, 1)), jnp.transpose(value, (0, 2, 3, 1))
+            return _heads_first(key), _heads_first(value)
 
-        key, value = lax.cond(
-            position == 0, project, lambda c: c, (cached_key.value, cached_value.value)
-        )
+        if not cache_ready:  # the initialising call: create the cache
+            key, value = project(None)
+            self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+            self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
+            return key, value
+        cached_key = self.variable("cache", "cached_key")
+        cached_value = self.variable("cache", "cached_value")
+        if mode == "reuse":
+            return cached_key.value, cached_value.value
+        if mode == "fill":
+            key, value = project(None)
+        else:
+            key, value = lax.cond(
+                position == 0, project, lambda c: c, (cached_key.value, cached_value.value)
+            )
         cached_key.value, cached_value.value = key, value
-        from_cache = lambda x: jnp.transpose(x, (0, 3, 1, 2))
-        return from_cache(key), from_cache(value)
+        return key, value
+
+
+def _heads_first(x: Array) -> Array:
+    """`[batch, length, heads, depth]` -> `[batch, heads, length, depth]`."""
+    return constrain(jnp.swapaxes(x, 1, 2), ("batch", "heads", "length", "kv"))
+
+
+def _fold_queries(query: Array, kv_batch: int, bias: Array | None) -> Array:
+    """`query [n * kv_batch, q, h, d]` -> `[kv_batch, n * q, h, d]` (see `MultiHeadAttention`)."""
+    batch, q_len = query.shape[:2]
+    if batch == kv_batch:
+        return query
+    if batch % kv_batch:
+        raise ValueError(
+            f"attention: {batch} query rows cannot share {kv_batch} key rows (not a multiple)"
+        )
+    if bias is not None and (bias.shape[0] not in (1, kv_batch) or bias.shape[2] != 1):
+        raise ValueError(
+            "attention with shared key rows needs a bias of shape [1 or key rows, heads or 1, "
+            f"1, keys], got {bias.shape}"
+        )
+    return query.reshape(kv_batch, (batch // kv_batch) * q_len, *query.shape[2:])
 
 
 class MlpBlock(nn.Module):

@@ -115,6 +115,7 @@ class DecoderLayer(nn.Module):
         deterministic: bool,
         decode: bool,
         decode_position: Array | None,
+        cross_cache: str = "auto",
     ) -> Array:
         cfg = self.config
         kwargs = dict(deterministic=deterministic, decode=decode, decode_position=decode_position)
@@ -123,7 +124,7 @@ class DecoderLayer(nn.Module):
         y = y + _dropout(cfg, z, deterministic)
         z = _norm(cfg, "pre_cross_attention_layer_norm")(y)
         z = _attention(cfg, "encoder_decoder_attention", cross=True)(
-            z, encoded, cross_bias, **kwargs
+            z, encoded, cross_bias, cross_cache=cross_cache, **kwargs
         )
         y = y + _dropout(cfg, z, deterministic)
         z = _norm(cfg, "pre_mlp_layer_norm")(y)
@@ -169,6 +170,7 @@ class Decoder(nn.Module):
         deterministic: bool,
         decode: bool = False,
         max_decode_length: int | None = None,
+        cross_cache: str = "auto",
     ) -> Array:
         """Returns logits `[batch, length, vocab]` (float32)."""
         cfg = self.config
@@ -196,7 +198,7 @@ class Decoder(nn.Module):
         y = _dropout(cfg, self.shared_embedding(tokens), deterministic)
         for i in range(cfg.num_decoder_layers):
             y = DecoderLayer(cfg, name=f"layers_{i}")(
-                y, encoded, self_bias, cross_bias, deterministic, decode, position
+                y, encoded, self_bias, cross_bias, deterministic, decode, position, cross_cache
             )
         y = _norm(cfg, "decoder_norm")(y)
         y = _dropout(cfg, y, deterministic)
@@ -253,12 +255,16 @@ class Transformer(nn.Module):
         enable_dropout: bool = True,
         decode: bool = False,
         max_decode_length: int | None = None,
+        cross_cache: str = "auto",
     ) -> Array:
         """Decoder logits `[batch, target_length, vocab]` given the encoder outputs.
 
         `encoder_input_tokens` only provides the padding mask. `decoder_positions` is accepted
         for t5x compatibility; relative positions within a packed segment need no offsets.
-        With `decode=True` the inputs are one token per step (see the module docstring).
+        With `decode=True` the inputs are one token per step (see the module docstring);
+        `encoded` may then have one row per query while the decoder tokens have `n` rows per
+        query (beams), and `cross_cache` ("auto", "fill", "reuse") says when the
+        cross-attention projects the encoder outputs (see `layers.MultiHeadAttention`).
         """
         del decoder_positions
         enc_valid = encoder_input_tokens > 0
@@ -284,6 +290,7 @@ class Transformer(nn.Module):
             deterministic=not enable_dropout,
             decode=decode,
             max_decode_length=max_decode_length,
+            cross_cache=cross_cache,
         )
 
     def __call__(

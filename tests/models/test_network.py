@@ -147,7 +147,7 @@ def test_cached_decoding_matches_teacher_forcing(model_and_params):
     cache = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), cache)
     assert cache["decoder"]["cache_index"].shape == ()
     sa = cache["decoder"]["layers_0"]["self_attention"]["cached_key"]
-    assert sa.shape == (3, CFG.num_heads, CFG.head_dim, length)  # t5x's layout
+    assert sa.shape == (3, CFG.num_heads, length, CFG.head_dim)
     encoded = apply({"params": params}, enc, enable_dropout=False, method=Transformer.encode)
 
     @jax.jit
