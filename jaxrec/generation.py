@@ -5,8 +5,10 @@ decoder steps through a KV cache, the whole search is one jitted function.
     seqs, scores = generate(params, encoder_tokens, Constraint.from_table(table))
     # seqs [batch, num_returns, max_decode_len], scores [batch, num_returns], best first
 
-Beams of one query share their encoder outputs; the first decoder step runs on one row per
-query, and the cross-attention cache (identical for every beam of a query) is never reordered.
+Beams of one query share their encoder outputs: the first decoder step runs on one row per
+query and projects the encoder outputs into a cross-attention cache with one row per query;
+later steps run on one row per beam, and the network folds each query's beams onto that row
+(`layers.MultiHeadAttention`), so the keys/values are neither copied to the beams nor reordered.
 """
 
 from __future__ import annotations

@@ -11,6 +11,13 @@ The weights are created in `transformers`, saved, and imported with jaxrec's HF 
 two decoders run the same model. The peer restricts generation with `prefix_allowed_tokens_fn`
 over a dict trie. Both use length_penalty 0 (plain summed log-probs), so scores compare too.
 Prints one JSON line.
+
+It also reports where the ratio can go on this machine: `matmul_gflop_per_batch` counts the
+search's float32 matmul work (encoder, cross-attention keys/values, one decoder row per query
+at the first step and one per beam afterwards, attention, vocabulary projection), and
+`speedup_bound_at_peak` is the ratio jaxrec would reach if all of it ran at the machine's best
+measured float32 matmul rate (a 2048^3 matmul in XLA or torch, whichever is faster), with every
+other operation free.
 """
 
 from __future__ import annotations
@@ -115,6 +122,21 @@ def hf_generate(hf_model, inputs: np.ndarray, beams: int, returns: int, trie: di
     return seqs, out.sequences_scores.numpy().reshape(len(inputs), returns)
 
 
+def matmul_flops_per_batch(cfg, batch: int, inputs: int, beams: int, steps: int) -> float:
+    """float32 matmul FLOPs of one constrained beam search over `batch` queries (2 per MAC)."""
+    d, hk, ff, v = cfg.emb_dim, cfg.num_heads * cfg.head_dim, cfg.mlp_dim, cfg.vocab_size
+    mlp = 2 * d * ff * (len(cfg.mlp_activations) + 1)
+    enc_token = 2 * 4 * d * hk + mlp + 2 * 2 * inputs * hk  # projections, MLP, attention
+    cross_kv = 2 * 2 * d * hk  # keys and values of one encoder token, per decoder layer
+    # One decoder row: self q/k/v/out + cross q/out, MLP, attention over <= steps and inputs.
+    dec_row = 2 * 6 * d * hk + mlp + 2 * 2 * (steps + inputs) * hk
+    rows = batch + (steps - 1) * batch * beams  # the first step runs once per query
+    return float(
+        batch * inputs * (cfg.num_encoder_layers * enc_token + cfg.num_decoder_layers * cross_kv)
+        + rows * (cfg.num_decoder_layers * dec_row + 2 * d * v)
+    )
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m jaxrec.bench decode", description=__doc__)
     p.add_argument("--quick", action="store_true", help="batch 4, 2 repetitions")
@@ -192,6 +214,18 @@ def main(argv: list[str]) -> int:
     ours, invalid = sequences_to_items(np.asarray(seqs), np.asarray(scores), table)
     theirs, _ = sequences_to_items(hseqs, hscores, table)
     _, u_invalid = sequences_to_items(np.asarray(useqs), np.asarray(uscores), table)
+    from jaxrec.bench.train import measure_matmul_peak
+
+    flops = matmul_flops_per_batch(config, args.batch, inputs.shape[1], args.beams, steps)
+    peak = measure_matmul_peak()
+    best = max(peak.values())
+    constrained_sec = args.batch / result["jaxrec_constrained_qps"]
+    result.update(
+        matmul_gflop_per_batch=round(flops / 1e9, 2),
+        matmul_peak_gflops_per_s={k: round(v / 1e9, 1) for k, v in peak.items()},
+        jaxrec_constrained_gflops_per_s=round(flops / constrained_sec / 1e9, 1),
+        speedup_bound_at_peak=round(args.batch / (flops / best) / result["peer_qps"], 2),
+    )
     result.update(
         speedup_vs_hf=round(result["jaxrec_constrained_qps"] / result["peer_qps"], 2),
         constraint_overhead=round(

@@ -167,6 +167,49 @@ def test_cached_decoding_matches_teacher_forcing(model_and_params):
     assert int(cache["decoder"]["cache_index"]) == length
 
 
+def test_beams_sharing_their_querys_encoder_rows_match_expanded_rows(model_and_params):
+    """Decoder rows b * n .. (b + 1) * n - 1 may attend to encoder row b (one cross-attention
+    cache per query, "fill" then "reuse"): same logits as copying the encodings to every row."""
+    from jaxrec.decoding import expand_rows
+    from jaxrec.generation import CROSS_ATTENTION, init_cache
+
+    model, variables = model_and_params
+    params = variables["params"]
+    enc, _, _ = _batch(seed=7)
+    beams, length = 4, 4
+    tokens = np.random.default_rng(8).integers(2, 64, (3 * beams, length)).astype(np.int32)
+    apply = _jit_apply(model)
+    encoded = apply({"params": params}, enc, enable_dropout=False, method=Transformer.encode)
+    enc_rows, encoded_rows = np.repeat(enc, beams, 0), jnp.repeat(encoded, beams, 0)
+
+    def step(cache, enc_out, enc_tokens, token, mode):
+        logits, mutated = model.apply(
+            {"params": params, "cache": cache}, enc_out, enc_tokens, token, token,
+            enable_dropout=False, decode=True, max_decode_length=length, mutable=["cache"],
+            method=Transformer.decode, cross_cache=mode,
+        )  # fmt: skip
+        return logits[:, 0], mutated["cache"]
+
+    step = jax.jit(step, static_argnames="mode")
+    ref_cache = init_cache(model, 3 * beams, enc.shape[1], length)
+    shared = expand_rows(
+        init_cache(model, 3, enc.shape[1], length), beams, skip=lambda p: CROSS_ATTENTION in p
+    )
+    for t in range(length):
+        want, ref_cache = step(ref_cache, encoded_rows, enc_rows, tokens[:, t : t + 1], "auto")
+        got, shared = step(
+            shared, encoded, enc, tokens[:, t : t + 1], "fill" if t == 0 else "reuse"
+        )
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    cross = shared["decoder"]["layers_0"][CROSS_ATTENTION]["cached_key"]
+    assert cross.shape[0] == 3  # one row per query, never copied to the beams
+
+    with pytest.raises(ValueError, match="cannot share"):
+        step(init_cache(model, 10, enc.shape[1], length), encoded, enc, tokens[:10, :1], "fill")
+    with pytest.raises(ValueError, match="cross_cache must be"):
+        step(ref_cache, encoded_rows, enc_rows, tokens[:, :1], "sometimes")
+
+
 def test_relative_position_buckets_match_reference_values():
     buckets = layers.relative_position_buckets(1, 200, True, 32, 128)[0]
     # Keys after the query use the upper half; exact buckets below 8, log buckets up to 15.
