@@ -130,3 +130,29 @@ def test_bad_model_dir_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "model_config.json").write_text("{bad json")
     assert main(["eval", "--model_dir", str(tmp_path), "--dataset", str(tmp_path)]) == 2
     assert "model_config.json: line 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item_repr", ["title", "id"])
+def test_titles_and_numeric_ids_decode_exactly_through_the_same_trie(setup, item_repr):
+    """Item strings of other representations become prefix tables over their SentencePiece
+    tokens: the search returns only catalogue items, and with beams >= items, the exact best."""
+    data, model_dir, _, _ = setup
+    loaded = eval_loop.load_model_dir(model_dir)
+    names = registry.register_dataset_tasks(data, item_repr=item_repr, tasks=("retrieval",))
+    source = registry.source_of(names[0])
+    vocab, strings = source.vocabulary, source.renderer.strings
+    assert len({tuple(vocab.encode(s)) for s in strings}) == NUM_ITEMS  # distinct token paths
+    exs = eval_examples("retrieval", source.dataset, source.renderer, "test", source.options)[:4]
+    metrics, rows = eval_loop.evaluate(
+        loaded, exs, "retrieval", vocab.encode, vocab.decode, strings, 1, 96, num_beams=32,
+        batch_size=4,
+    )  # fmt: skip
+    assert metrics["invalid_rate"] == 0.0 and all(len(r["items"]) == 20 for r in rows)
+
+    inputs = eval_loop.encode_prompts(vocab.encode, [e.inputs for e in exs], 96, 1)
+    item_tokens = [vocab.encode(s) for s in strings]
+    cands = np.tile(np.arange(NUM_ITEMS), (len(exs), 1))
+    scores = eval_loop.score_candidates(loaded, inputs, cands, item_tokens, 1)
+    for u, row in enumerate(rows):
+        best = sorted(range(NUM_ITEMS), key=lambda i: (-round(scores[u, i], 4), i))[:20]
+        assert row["items"] == best
