@@ -10,10 +10,15 @@ task's validation/test inputs):
   retrieval  constrained beam search over the whole catalogue -> Recall/NDCG@{1,5,10,20}
   ranking    the 100 fixed candidates scored by their sequence log-likelihood -> HR/NDCG@K
   rating     greedy generation parsed as a 1-5 rating -> RMSE/MAE (+ unparsable count)
+
+On several devices (`mesh="auto"`, `"DATAxMODEL"`), the parameters are restored sharded by the
+logical axis rules of `jaxrec.partitioning` (as in training) and each batch of prompts is split
+over the `data` axis; batch sizes are rounded up to a multiple of it. One host only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -44,12 +49,35 @@ class LoadedModel:
     step: int
     vocab_info: dict[str, Any]
     compiled: dict[tuple, Callable] = dataclasses.field(default_factory=dict)
+    mesh: Any = None  # jax.sharding.Mesh over (data, model), or None: one device
+    rules: Any = None  # logical axis rules used with `mesh`
 
     def function(self, key: tuple, build: Callable[[], Callable]) -> Callable:
         """A jitted function built once per `key` (reused across templates and calls)."""
         if key not in self.compiled:
             self.compiled[key] = build()
         return self.compiled[key]
+
+    def context(self):
+        """Mesh and axis rules in scope while tracing and running (a no-op on one device)."""
+        from jaxrec.partitioning import mesh_context
+
+        return (
+            contextlib.nullcontext() if self.mesh is None else mesh_context(self.mesh, self.rules)
+        )
+
+    def batch_size(self, requested: int) -> int:
+        """`requested` rounded up to a multiple of the mesh's `data` axis."""
+        data = 1 if self.mesh is None else self.mesh.shape["data"]
+        return -(-max(requested, 1) // data) * data
+
+    def put(self, rows: np.ndarray) -> jax.Array:
+        """A host batch on the device(s): split over `data` on a mesh."""
+        if self.mesh is None:
+            return jnp.asarray(rows)
+        from jaxrec.partitioning import data_sharding
+
+        return jax.device_put(rows, data_sharding(self.mesh))
 
 
 def _exists(path: str) -> bool:
@@ -72,11 +100,14 @@ def _read_json(path: str) -> dict[str, Any]:
         raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
 
 
-def restore_params(model_dir: str, step: int | None = None) -> tuple[Any, int]:
-    """Parameters of the checkpoint at `step` (default: latest), on the first local device.
+def restore_params(
+    model_dir: str, step: int | None = None, param_shardings: dict[str, Any] | None = None
+) -> tuple[Any, int]:
+    """Parameters of the checkpoint at `step` (default: latest).
 
     The target tree is rebuilt from the checkpoint's own metadata, so a checkpoint saved on any
-    mesh restores here without knowing the optimizer.
+    mesh restores here without knowing the optimizer. Parameters go to the first local device,
+    or, with `param_shardings` (`"decoder/layers_0/.../kernel"` -> sharding), onto a mesh.
     """
     import orbax.checkpoint as ocp
     from tensorflow.io import gfile  # local paths and gs:// alike
@@ -95,10 +126,15 @@ def restore_params(model_dir: str, step: int | None = None) -> tuple[Any, int]:
     meta = ckpt.metadata(path)
     tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-        tree,
-        is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"),
+    shardings = param_shardings or {}
+
+    def target_leaf(path, m):
+        keys = [str(getattr(k, "key", k)) for k in path]
+        on_mesh = keys[:1] == ["params"] and shardings.get("/".join(keys[1:]))
+        return jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=on_mesh or device)
+
+    target = jax.tree_util.tree_map_with_path(
+        target_leaf, tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
     )
     restored = ckpt.restore(path, target)
     if "params" not in restored:
@@ -106,8 +142,24 @@ def restore_params(model_dir: str, step: int | None = None) -> tuple[Any, int]:
     return restored["params"], step
 
 
-def load_model_dir(model_dir: str, step: int | None = None) -> LoadedModel:
-    """Rebuild the network from `model_config.json` and restore its parameters."""
+def _param_shardings(model, mesh, rules) -> dict[str, Any]:
+    """`"a/b/kernel"` -> NamedSharding of every parameter, from its logical axis names."""
+    from jaxrec.partitioning import logical_shardings
+
+    x = jnp.ones((1, 4), jnp.int32)
+    boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), x, x, x, enable_dropout=False))
+    shardings = logical_shardings(boxed["params"], mesh, rules)
+    flat = jax.tree_util.tree_leaves_with_path(
+        shardings, is_leaf=lambda v: isinstance(v, jax.sharding.NamedSharding)
+    )
+    return {"/".join(str(getattr(k, "key", k)) for k in path): v for path, v in flat}
+
+
+def load_model_dir(
+    model_dir: str, step: int | None = None, mesh_shape: str | None = None
+) -> LoadedModel:
+    """Rebuild the network from `model_config.json` and restore its parameters (sharded over
+    a (data, model) mesh of this host's devices when `mesh_shape` is given, e.g. "auto")."""
     from jaxrec.models.configs import T5Config
     from jaxrec.models.network import Transformer
 
@@ -120,9 +172,20 @@ def load_model_dir(model_dir: str, step: int | None = None) -> LoadedModel:
     config = T5Config(**fields).replace(dropout_rate=0.0)
     vocab_path = os.path.join(model_dir, "vocabulary.json")
     vocab_info = _read_json(vocab_path) if _exists(vocab_path) else {}
-    params, step = restore_params(model_dir, step)
-    log.info("restored %s step %d", model_dir, step)
-    return LoadedModel(Transformer(config), params, step, vocab_info)
+    model = Transformer(config)
+    mesh = rules = shardings = None
+    if mesh_shape is not None:
+        from jaxrec import partitioning
+
+        if jax.process_count() > 1:
+            raise ValueError("sharded evaluation runs on one host; got several processes")
+        mesh = partitioning.create_mesh(mesh_shape, jax.local_devices())
+        rules = partitioning.standard_logical_axis_rules()
+        shardings = _param_shardings(model, mesh, rules)
+    params, step = restore_params(model_dir, step, shardings)
+    where = f"mesh {dict(mesh.shape)}" if mesh is not None else "one device"
+    log.info("restored %s step %d on %s", model_dir, step, where)
+    return LoadedModel(model, params, step, vocab_info, mesh=mesh, rules=rules)
 
 
 def encode_prompts(encode: Callable[[str], Sequence[int]], texts, length: int, eos_id: int):
@@ -176,8 +239,9 @@ def retrieve(
     constraint = Constraint.from_table(table) if constrained else None
     lookup = leaf_sequences(table)
     items, invalid, scores = [], [], []
-    for idx, real in _batches(len(inputs), batch_size, "retrieval"):
-        seqs, sc = generate(loaded.params, jnp.asarray(inputs[idx]), constraint)
+    for idx, real in _batches(len(inputs), loaded.batch_size(batch_size), "retrieval"):
+        with loaded.context():
+            seqs, sc = generate(loaded.params, loaded.put(inputs[idx]), constraint)
         seqs, sc = np.asarray(seqs)[:real], np.asarray(sc)[:real]
         it, inv = sequences_to_items(seqs, sc, table, max_items, lookup)
         items.append(it), invalid.append(inv), scores.append(sc)
@@ -230,8 +294,9 @@ def score_candidates(
         targets[u, k, : len(seq)] = seq
     score = loaded.function(("score",), lambda: make_score_fn(loaded.model))
     out = []
-    for idx, real in _batches(len(inputs), batch_size, "ranking"):
-        s = score(loaded.params, jnp.asarray(inputs[idx]), jnp.asarray(targets[idx]))
+    for idx, real in _batches(len(inputs), loaded.batch_size(batch_size), "ranking"):
+        with loaded.context():
+            s = score(loaded.params, loaded.put(inputs[idx]), loaded.put(targets[idx]))
         out.append(np.asarray(s)[:real])
     return np.where(candidates >= 0, np.concatenate(out), -np.inf)
 
@@ -250,8 +315,9 @@ def generate_text(
         lambda: make_generate_fn(loaded.model, eos_id, 1, 1, max_decode_len=max_decode_len),
     )
     texts: list[str] = []
-    for idx, real in _batches(len(inputs), batch_size, "rating"):
-        seqs, _ = generate(loaded.params, jnp.asarray(inputs[idx]), None)
+    for idx, real in _batches(len(inputs), loaded.batch_size(batch_size), "rating"):
+        with loaded.context():
+            seqs, _ = generate(loaded.params, loaded.put(inputs[idx]), None)
         for row in np.asarray(seqs)[:real, 0].tolist():
             row = row[: row.index(eos_id)] if eos_id in row else row
             texts.append(decode([t for t in row if t > 0]))
@@ -353,6 +419,7 @@ def evaluate_model_dir(
     input_length: int | None = None,
     constrained: bool = True,
     max_users: int | None = None,
+    mesh_shape: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Evaluate a MODEL_DIR on a prepared dataset's split; returns (metrics, per-user rows).
 
@@ -363,7 +430,7 @@ def evaluate_model_dir(
     from jaxrec.tasks import examples as ex_lib
     from jaxrec.tasks import registry
 
-    loaded = load_model_dir(model_dir, checkpoint_step)
+    loaded = load_model_dir(model_dir, checkpoint_step, mesh_shape)
     info = loaded.vocab_info
     item_repr = item_repr or infer_item_repr(info.get("mixture_or_task_name", "")) or "sid"
     spm = info.get("sentencepiece_model_file")

@@ -4,10 +4,12 @@
 #   tpu_scripts/eval.sh [--dry-run] [--worker N|all] [-- JAXREC_EVAL_ARGS...]
 #
 # Runs `jaxrec eval --json ARGS` in ~/REMOTE_DIR on worker 0 (default) or on every host
-# (--worker all, for a model sharded over the whole slice: all hosts must run the same
-# command). Arguments after `--` go to `jaxrec eval` verbatim (default: EVAL_ARGS, or
-# `--model_dir $MODEL_DIR --dataset $DATASET_DIR`, DATASET_DIR being a path on the hosts). The last stdout line (one JSON object) is written to ~/LOG_DIR/eval.json and
-# copied to MODEL_DIR/eval/eval.json. REMOTE_ENV assignments are set for the command.
+# (--worker all: each host evaluates on its own chips, independently). Arguments after `--`
+# go to `jaxrec eval` verbatim (default: EVAL_ARGS, or `--model_dir $MODEL_DIR --dataset
+# $DATASET_DIR --mesh auto`: parameters sharded and prompts split over the host's chips,
+# DATASET_DIR being a path on the hosts). The last stdout line (one JSON object) is written
+# to ~/LOG_DIR/eval.json and copied to MODEL_DIR/eval/eval.json. REMOTE_ENV assignments are
+# set for the command.
 
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 parse_common "$@"
@@ -41,7 +43,7 @@ if [[ ${#eval_args[@]} -eq 0 ]]; then
     read -r -a eval_args <<<"$EVAL_ARGS"
   else
     require DATASET_DIR
-    eval_args=(--model_dir "$MODEL_DIR" --dataset "$DATASET_DIR")
+    eval_args=(--model_dir "$MODEL_DIR" --dataset "$DATASET_DIR" --mesh auto)
   fi
 fi
 quoted=""

@@ -2,6 +2,7 @@
 
     jaxrec eval --model_dir /tmp/run --dataset /data/beauty --split test [--task retrieval]
         [--checkpoint_step N] [--index FILE] [--num_beams 20] [--templates 0,1] [--json]
+        [--mesh auto|DATAxMODEL]
 
 Prints a summary (with `--json`, the last stdout line is one JSON object: `recall@K`/`ndcg@K`
 for retrieval, `hr@K`/`ndcg@K` for ranking, `rmse`/`mae`/`unparsable_ratings` for rating, plus
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sys
 
 
 def add_parser(subparsers) -> None:
@@ -35,6 +38,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--input_length", type=int, default=None, help="default: the trained one")
     p.add_argument("--unconstrained", action="store_true", help="free beam search (+invalid)")
     p.add_argument("--max_users", type=int, default=None, help="evaluate the first N users")
+    p.add_argument(
+        "--mesh", default=None,
+        help="shard over this host's devices: 'auto' (all on data) or DATAxMODEL, e.g. 4x2",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="per-user JSONL path")
     p.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     p.set_defaults(func=run)
@@ -43,13 +50,24 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from jaxrec import eval_loop
 
+    if args.mesh is not None:
+        import jax
+
+        from jaxrec.partitioning import parse_mesh_shape
+
+        try:
+            parse_mesh_shape(args.mesh, jax.local_device_count())
+        except ValueError as e:
+            print(f"jaxrec eval: error: --mesh: {e}", file=sys.stderr)
+            return 2
+
     result, rows = eval_loop.evaluate_model_dir(
         args.model_dir, args.dataset, split=args.split, task=args.task,
         checkpoint_step=args.checkpoint_step, index_path=args.index, item_repr=args.item_repr,
         num_beams=args.num_beams, batch_size=args.batch_size,
         templates=tuple(int(t) for t in args.templates.split(",")),
         input_length=args.input_length, constrained=not args.unconstrained,
-        max_users=args.max_users,
+        max_users=args.max_users, mesh_shape=args.mesh,
     )  # fmt: skip
     out = args.out or os.path.join(
         args.model_dir, f"eval_{args.task}_{args.split}_step{result['step']}.jsonl"
@@ -66,5 +84,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {k:>20s}  {v:.4f}")
     print(f"per-user results: {out}")
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(_finite(result), allow_nan=False))
     return 0
+
+
+def _finite(value):
+    """NaN/inf (e.g. RMSE when no output parsed) -> null, so the line is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -124,6 +124,8 @@ def test_ranking_and_rating(setup, capsys):
     res = run_cli(capsys, "--model_dir", model_dir, "--dataset", data, "--task", "rating",
                   "--max_users", "4")  # fmt: skip
     assert res["num_ratings"] == 4 and 0 <= res["unparsable_ratings"] <= 4
+    if res["unparsable_ratings"] == 4:  # nothing parsed: no RMSE, written as null (strict JSON)
+        assert res["rmse"] is None and res["mae"] is None
 
 
 def test_bad_model_dir_is_a_clear_error(tmp_path, capsys):
@@ -156,3 +158,34 @@ def test_titles_and_numeric_ids_decode_exactly_through_the_same_trie(setup, item
     for u, row in enumerate(rows):
         best = sorted(range(NUM_ITEMS), key=lambda i: (-round(scores[u, i], 4), i))[:20]
         assert row["items"] == best
+
+
+def test_sharded_evaluation_matches_one_device(setup, capsys):
+    """`--mesh 2x4` (8 forced CPU devices): parameters sharded by the logical rules, prompts
+    split over `data`; the same items, ranks and metrics as on one device."""
+    data, model_dir, _, _ = setup
+    single = eval_loop.load_model_dir(model_dir)
+    sharded = eval_loop.load_model_dir(model_dir, mesh_shape="2x4")
+    assert dict(sharded.mesh.shape) == {"data": 2, "model": 4}
+    mlp = sharded.params["decoder"]["layers_0"]["mlp"]["wi_0"]["kernel"]
+    assert mlp.sharding.spec == jax.sharding.PartitionSpec(None, "model")
+    assert sharded.batch_size(5) == 6 and single.batch_size(5) == 5
+
+    names = registry.register_dataset_tasks(data, item_repr="sid", tasks=("retrieval",))
+    source = registry.source_of(names[0])
+    vocab = source.vocabulary
+    exs = eval_examples("retrieval", source.dataset, source.renderer, "test", source.options)
+    inputs = eval_loop.encode_prompts(vocab.encode, [e.inputs for e in exs], 96, 1)
+    table = eval_loop.item_table(vocab.encode, source.renderer.strings, 1)
+    a_items, _, a_scores = eval_loop.retrieve(single, inputs, table, 8, batch_size=5)
+    b_items, _, b_scores = eval_loop.retrieve(sharded, inputs, table, 8, batch_size=5)
+    np.testing.assert_array_equal(a_items, b_items)
+    np.testing.assert_allclose(a_scores, b_scores, atol=1e-4)
+
+    res = run_cli(capsys, "--model_dir", model_dir, "--dataset", data, "--task", "ranking",
+                  "--max_users", "6", "--mesh", "auto")  # fmt: skip
+    ref = run_cli(capsys, "--model_dir", model_dir, "--dataset", data, "--task", "ranking",
+                  "--max_users", "6")  # fmt: skip
+    assert res == pytest.approx(ref)
+    assert main(["eval", "--model_dir", model_dir, "--dataset", data, "--mesh", "3x3"]) == 2
+    assert "--mesh: mesh shape (3, 3) needs 9 devices" in capsys.readouterr().err

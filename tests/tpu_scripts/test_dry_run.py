@@ -130,7 +130,8 @@ def test_train_single_host_and_pod():
 
 def test_eval_logs_fetch_delete():
     (line,) = lines("eval", DATASET_DIR="/d/Beauty")
-    assert "&& jaxrec eval --model_dir gs://bucket/runs/tiger --dataset /d/Beauty --json 2>" in line
+    expected = "jaxrec eval --model_dir gs://bucket/runs/tiger --dataset /d/Beauty --mesh auto"
+    assert f"&& {expected} --json 2>" in line
     (line,) = lines(
         "eval", "--", "--model_dir", "gs://bucket/runs/tiger", "--dataset", "/d/my data"
     )
