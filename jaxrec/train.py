@@ -146,9 +146,11 @@ def padded_vocab_size(
 
 def _load_initial(path: str) -> tuple[Any, Any]:
     """(config or None, params) from an HF directory or a T5X checkpoint."""
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
     from jaxrec.models import checkpoints
 
-    if os.path.exists(os.path.join(path, "config.json")):
+    if gfile.exists(os.path.join(path, "config.json")):
         logging.info("loading Hugging Face checkpoint %s", path)
         return checkpoints.load_hf_checkpoint(path)
     logging.info("loading T5X checkpoint %s", path)

@@ -213,6 +213,11 @@ def load_hf_checkpoint(path: str) -> tuple[T5Config, Params]:
     Returns:
       (config, params): params as a nested dict of float32 numpy arrays.
     """
+    if "://" in path:
+        raise ValueError(
+            f"{path}: Hugging Face checkpoints are read from a local directory; copy it first "
+            "(e.g. gsutil -m cp -r)"
+        )
     config_file = os.path.join(path, "config.json")
     if not os.path.exists(config_file):
         raise FileNotFoundError(f"{config_file} not found")

@@ -1,4 +1,4 @@
-"""T5X checkpoints on local disk: the legacy T5X layout and Orbax PyTree checkpoints.
+"""T5X checkpoints, local or on GCS: the legacy T5X layout and Orbax PyTree checkpoints.
 
 Legacy layout (t5x `Checkpointer`, as published for FLAN-T5 under
 `gs://t5-data/pretrained_models/t5x/`): `checkpoint_N/checkpoint` is a msgpack file
@@ -8,6 +8,10 @@ directory (`target.encoder.layers_0.attention.key.kernel/`, gzip chunks). Checkp
 newer t5x keep the msgpack under `checkpoint_N/state/checkpoint`; both are read. Orbax PyTree
 checkpoints are read when the tree holds `target` (or is the parameter tree itself). Optimizer
 state is ignored. Use through `jaxrec.models.checkpoints`.
+
+Paths may be local or remote (`gs://bucket/...`, anything `tf.io.gfile` reads): the msgpack
+goes through gfile, array leaves through TensorStore's `gcs` driver (Google default
+credentials, as on a Cloud TPU VM), Orbax checkpoints through Orbax's own path handling.
 """
 
 from __future__ import annotations
@@ -60,6 +64,22 @@ def _is_ts_spec(x: Any) -> bool:
     return isinstance(x, Mapping) and "driver" in x and "kvstore" in x
 
 
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def kvstore_spec(ckpt_dir: str, rel: str) -> dict[str, str]:
+    """TensorStore kvstore of the array `rel` (relative, as t5x writes it) in `ckpt_dir`."""
+    if ckpt_dir.startswith("gs://"):
+        bucket, _, prefix = ckpt_dir[len("gs://") :].partition("/")
+        if not bucket:
+            raise ValueError(f"{ckpt_dir}: no bucket in the GCS path")
+        return {"driver": "gcs", "bucket": bucket, "path": "/".join(p for p in (prefix, rel) if p)}
+    if _is_remote(ckpt_dir):
+        raise ValueError(f"{ckpt_dir}: TensorStore arrays are read from local paths or gs:// only")
+    return {"driver": "file", "path": os.path.join(ckpt_dir, rel)}
+
+
 def _read_ts_leaf(spec: Mapping[str, Any], ckpt_dir: str) -> np.ndarray:
     import tensorstore as ts
 
@@ -70,36 +90,41 @@ def _read_ts_leaf(spec: Mapping[str, Any], ckpt_dir: str) -> np.ndarray:
     rel = kvstore.pop("path", None) or spec.pop("path", None)
     if rel is None:
         raise ValueError(f"{ckpt_dir}: TensorStore spec without a path: {spec}")
-    spec["kvstore"] = {"driver": "file", "path": os.path.join(ckpt_dir, rel)}
+    spec["kvstore"] = kvstore_spec(ckpt_dir, rel)
     return np.asarray(ts.open(spec, open=True, read=True).result().read().result())
 
 
 def _find_msgpack(path: str) -> str | None:
+    from tensorflow.io import gfile
+
     candidates = (path, os.path.join(path, "checkpoint"), os.path.join(path, "state", "checkpoint"))
     for candidate in candidates:
-        if os.path.isfile(candidate):
+        if gfile.exists(candidate) and not gfile.isdir(candidate):
             return candidate
     return None
 
 
 def load_t5x_checkpoint(path: str, config: T5Config | None = None) -> tuple[T5Config, Params]:
-    """Reads the parameters (`target`) of a local T5X checkpoint.
+    """Reads the parameters (`target`) of a T5X checkpoint (local or `gs://`).
 
     Args:
       path: a `checkpoint_N` directory (legacy T5X msgpack + TensorStore layout, or an Orbax
-        PyTree checkpoint) or the msgpack `checkpoint` file itself.
+        PyTree checkpoint) or the msgpack `checkpoint` file itself, e.g.
+        `gs://t5-data/pretrained_models/t5x/flan_t5_base/checkpoint_1184000`.
       config: the model configuration; inferred from the parameter shapes when None.
 
     Returns:
       (config, params) with float32 numpy leaves; optimizer state is ignored.
     """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found (only local T5X checkpoints are supported)")
+    from tensorflow.io import gfile
+
+    if not gfile.exists(path):
+        raise FileNotFoundError(f"{path}: T5X checkpoint not found")
     msgpack_file = _find_msgpack(path)
     if msgpack_file is not None:
         from flax import serialization
 
-        with open(msgpack_file, "rb") as f:
+        with gfile.GFile(msgpack_file, "rb") as f:
             contents = serialization.msgpack_restore(f.read())
         if "optimizer" not in contents or "target" not in contents["optimizer"]:
             raise ValueError(f"{msgpack_file}: not a T5X checkpoint (no optimizer/target)")
@@ -124,7 +149,7 @@ def _load_orbax(path: str) -> Params:
     import orbax.checkpoint as ocp
 
     try:
-        tree = ocp.PyTreeCheckpointer().restore(os.path.abspath(path))
+        tree = ocp.PyTreeCheckpointer().restore(path if _is_remote(path) else os.path.abspath(path))
     except Exception as e:  # orbax raises several types for "not a checkpoint"
         raise ValueError(f"{path}: neither a T5X msgpack nor an Orbax checkpoint ({e})") from e
     for key in ("target", "params"):
