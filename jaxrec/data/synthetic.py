@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import gzip
+import io
 import json
 import logging
 import os
@@ -271,7 +272,7 @@ def generate(
     _write_reviews(
         os.path.join(out_dir, REVIEWS_FILE), rng, user_ids, asins, texts, sequences, ratings, times
     )
-    with gzip.open(os.path.join(out_dir, META_FILE), "wt", encoding="utf-8") as f:
+    with _gzip_text(os.path.join(out_dir, META_FILE)) as f:
         for i in np.argsort(asins):  # Amazon meta files are sorted by asin
             f.write(repr({"asin": asins[i], **texts[i]}) + "\n")
     with open(os.path.join(out_dir, GROUND_TRUTH_FILE), "w", encoding="utf-8") as f:
@@ -303,12 +304,17 @@ def generate(
     return summary
 
 
+def _gzip_text(path: str) -> io.TextIOWrapper:
+    """A gzip text file with a zero header timestamp: the same seed gives the same bytes."""
+    return io.TextIOWrapper(gzip.GzipFile(path, "wb", mtime=0), encoding="utf-8")
+
+
 def _write_reviews(path, rng, user_ids, asins, texts, sequences, ratings, times):
     """Reviews interleaved across users (a random merge that keeps each user's order)."""
     owners = np.concatenate([np.full(len(s), u) for u, s in enumerate(sequences)])
     rng.shuffle(owners)
     cursor = np.zeros(len(sequences), dtype=np.int64)
-    with gzip.open(path, "wt", encoding="utf-8") as f:
+    with _gzip_text(path) as f:
         for u in owners.tolist():
             k = cursor[u]
             cursor[u] += 1
