@@ -132,7 +132,7 @@ def gather_beams(x: jnp.ndarray, beam_idx: jnp.ndarray) -> jnp.ndarray:
 
 
 def _gather_cache(
-    cache: PyTree, beam_idx: jnp.ndarray, offset: int, invariant: Callable | None
+    cache: PyTree, beam_idx: jnp.ndarray, offset: int, per_query: Callable | None
 ) -> PyTree:
     batch, beam = beam_idx.shape
 
@@ -140,7 +140,7 @@ def _gather_cache(
         x = x.reshape((batch, -1) + x.shape[1:])
         return gather_beams(x, beam_idx).reshape((batch * beam,) + x.shape[2:])
 
-    return _map_rows(fn, cache, offset, skip=invariant)
+    return _map_rows(fn, cache, offset, skip=per_query)
 
 
 def _candidates(logprobs, nodes, constraint):
@@ -169,7 +169,7 @@ def _candidates(logprobs, nodes, constraint):
     return cand, jnp.where(valid, tokens, 0), constraint.targets[slots], valid
 
 
-def _step(state: BeamState, logprobs, new_cache, *, eos_id, alpha, constraint, offset, invariant):
+def _step(state: BeamState, logprobs, new_cache, *, eos_id, alpha, constraint, offset, per_query):
     """Extend every live beam by one token; update the finished and live sets.
 
     logprobs: [batch, beam, vocab]; new_cache has batch * beam rows in the live-beam order.
@@ -209,7 +209,7 @@ def _step(state: BeamState, logprobs, new_cache, *, eos_id, alpha, constraint, o
         finished_scores=fin_scores,
         finished_seqs=gather_beams(all_seqs, fin_idx),
         finished_flags=gather_beams(all_flags, fin_idx),
-        cache=_gather_cache(new_cache, parent, offset, invariant),
+        cache=_gather_cache(new_cache, parent, offset, per_query),
     )
 
 
@@ -217,12 +217,6 @@ def _logprobs(logits: jnp.ndarray, batch: int) -> jnp.ndarray:
     """[rows, vocab] or [rows, 1, vocab] logits -> [batch, rows // batch, vocab] f32 log-probs."""
     logits = logits.reshape(logits.shape[0], logits.shape[-1]).astype(jnp.float32)
     return jax.nn.log_softmax(logits).reshape(batch, -1, logits.shape[-1])
-
-
-def _either(f: Callable | None, g: Callable | None) -> Callable | None:
-    if f is None or g is None:
-        return f or g
-    return lambda path: f(path) or g(path)
 
 
 def _nonzero(x) -> bool:
@@ -246,7 +240,6 @@ def beam_search(
     constraint: Constraint | PrefixTable | None = None,
     num_returns: int | None = None,
     expand_after_first_step: bool = False,
-    beam_invariant: Callable[[str], bool] | None = None,
     per_query_cache: Callable[[str], bool] | None = None,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Beam search; jittable (wrap in `jax.jit` with `tokens_to_logits` closed over).
@@ -269,9 +262,6 @@ def beam_search(
       expand_after_first_step: run the first step on the `batch` unexpanded rows (all beams of a
         query are identical then) and expand the returned cache afterwards; `tokens_to_logits`
         must then accept both `batch` and `batch * num_decodes` rows.
-      beam_invariant: `cache path ("a/b/cached_key") -> bool`, true for leaves that are equal
-        for all beams of a query (e.g. cross-attention keys of the encoder outputs); those are
-        not reordered between steps, saving their memory traffic.
       per_query_cache: `cache path -> bool`, true for leaves kept with one row per query:
         never expanded to beams nor reordered; `tokens_to_logits` must broadcast them over the
         beams of each query (rows b * num_decodes .. (b + 1) * num_decodes - 1 belong to b).
@@ -299,7 +289,7 @@ def beam_search(
         alpha=alpha,
         constraint=constraint,
         offset=cache_offset,
-        invariant=_either(beam_invariant, per_query_cache),
+        per_query=per_query_cache,
     )
 
     def call(seqs, cur_index, cache):  # seqs [rows, max_len + 1]

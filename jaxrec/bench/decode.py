@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from jaxrec.bench._timing import median_seconds
+from jaxrec.bench.train import forward_matmul_flops, measure_matmul_peak
 
 log = logging.getLogger("jaxrec.bench.decode")
 
@@ -123,18 +124,10 @@ def hf_generate(hf_model, inputs: np.ndarray, beams: int, returns: int, trie: di
 
 
 def matmul_flops_per_batch(cfg, batch: int, inputs: int, beams: int, steps: int) -> float:
-    """float32 matmul FLOPs of one constrained beam search over `batch` queries (2 per MAC)."""
-    d, hk, ff, v = cfg.emb_dim, cfg.num_heads * cfg.head_dim, cfg.mlp_dim, cfg.vocab_size
-    mlp = 2 * d * ff * (len(cfg.mlp_activations) + 1)
-    enc_token = 2 * 4 * d * hk + mlp + 2 * 2 * inputs * hk  # projections, MLP, attention
-    cross_kv = 2 * 2 * d * hk  # keys and values of one encoder token, per decoder layer
-    # One decoder row: self q/k/v/out + cross q/out, MLP, attention over <= steps and inputs.
-    dec_row = 2 * 6 * d * hk + mlp + 2 * 2 * (steps + inputs) * hk
-    rows = batch + (steps - 1) * batch * beams  # the first step runs once per query
-    return float(
-        batch * inputs * (cfg.num_encoder_layers * enc_token + cfg.num_decoder_layers * cross_kv)
-        + rows * (cfg.num_decoder_layers * dec_row + 2 * d * v)
-    )
+    """float32 matmul FLOPs of one constrained beam search over `batch` queries (2 per MAC):
+    one decoder row per query at the first step, one per beam at the other `steps - 1`."""
+    rows = batch + (steps - 1) * batch * beams
+    return forward_matmul_flops(cfg, batch, inputs, steps, decoder_rows=rows)
 
 
 def main(argv: list[str]) -> int:
@@ -214,8 +207,6 @@ def main(argv: list[str]) -> int:
     ours, invalid = sequences_to_items(np.asarray(seqs), np.asarray(scores), table)
     theirs, _ = sequences_to_items(hseqs, hscores, table)
     _, u_invalid = sequences_to_items(np.asarray(useqs), np.asarray(uscores), table)
-    from jaxrec.bench.train import measure_matmul_peak
-
     flops = matmul_flops_per_batch(config, args.batch, inputs.shape[1], args.beams, steps)
     peak = measure_matmul_peak()
     best = max(peak.values())

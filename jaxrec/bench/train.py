@@ -48,19 +48,31 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def forward_matmul_flops(
+    cfg, batch: int, inputs: int, targets: int, decoder_rows: int | None = None
+) -> float:
+    """Matmul FLOPs (2 per MAC) of one forward pass over `batch` examples.
+
+    Counts the encoder, the cross-attention keys/values of every encoder token, and
+    `decoder_rows` decoder token rows (default `batch * targets`; a beam search runs more),
+    each attending over `targets` positions and the `inputs` encoder tokens.
+    """
+    d, hk, ff, v = cfg.emb_dim, cfg.num_heads * cfg.head_dim, cfg.mlp_dim, cfg.vocab_size
+    mlp = 2 * d * ff * (len(cfg.mlp_activations) + 1)
+    enc_token = 2 * 4 * d * hk + mlp + 2 * 2 * inputs * hk
+    # Self q/k/v/out + cross q/out projections, MLP, attention over targets and inputs.
+    dec_token = 2 * 6 * d * hk + mlp + 2 * 2 * (targets + inputs) * hk
+    cross_kv = 2 * 2 * d * hk  # per encoder token per decoder layer
+    rows = batch * targets if decoder_rows is None else decoder_rows
+    return float(
+        batch * inputs * (cfg.num_encoder_layers * enc_token + cfg.num_decoder_layers * cross_kv)
+        + rows * (cfg.num_decoder_layers * dec_token + 2 * d * v)
+    )
+
+
 def matmul_flops_per_step(cfg, batch: int, inputs: int, targets: int) -> float:
     """Matmul FLOPs of one training step (forward x 3), the usual model-FLOPs convention."""
-    d, hk, ff, v = cfg.emb_dim, cfg.num_heads * cfg.head_dim, cfg.mlp_dim, cfg.vocab_size
-    n_mlp_in = len(cfg.mlp_activations)
-    mlp = 2 * d * ff * (n_mlp_in + 1)
-    enc_token = 2 * 4 * d * hk + mlp + 2 * 2 * inputs * hk
-    dec_token = 2 * 6 * d * hk + mlp + 2 * 2 * targets * hk + 2 * 2 * inputs * hk
-    cross_kv = 2 * 2 * d * hk  # per encoder token per decoder layer
-    forward = batch * (
-        inputs * (cfg.num_encoder_layers * enc_token + cfg.num_decoder_layers * cross_kv)
-        + targets * (cfg.num_decoder_layers * dec_token + 2 * d * v)
-    )
-    return 3.0 * forward
+    return 3.0 * forward_matmul_flops(cfg, batch, inputs, targets)
 
 
 def measure_matmul_peak(reps: int = 5) -> dict[str, float]:

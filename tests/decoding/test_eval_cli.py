@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ from flax.linen import meta
 from jaxrec import eval_loop, evaluation
 from jaxrec.cli import main
 from jaxrec.data.canonical import write_dataset
-from jaxrec.data.dataset import Dataset, Item
+from jaxrec.data.dataset import DataError, Dataset, Item
 from jaxrec.indexing.item_index import ItemIndex
 from jaxrec.models.configs import get_config
 from jaxrec.models.network import Transformer
@@ -189,3 +190,13 @@ def test_sharded_evaluation_matches_one_device(setup, capsys):
     assert res == pytest.approx(ref)
     assert main(["eval", "--model_dir", model_dir, "--dataset", data, "--mesh", "3x3"]) == 2
     assert "--mesh: mesh shape (3, 3) needs 9 devices" in capsys.readouterr().err
+
+
+def test_sharded_restore_of_a_mismatched_config_is_a_clear_error(setup, tmp_path):
+    _, model_dir, _, _ = setup
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    cfg = json.loads((copy / "model_config.json").read_text())
+    (copy / "model_config.json").write_text(json.dumps(dict(cfg, logits_via_embedding=True)))
+    with pytest.raises(DataError, match="parameters do not match model_config.json"):
+        eval_loop.load_model_dir(str(copy), mesh_shape="2x4")

@@ -1,0 +1,169 @@
+"""A trained MODEL_DIR, restored: the network, its parameters and its vocabulary info.
+
+MODEL_DIR is what `jaxrec.train` writes: `model_config.json` (the `T5Config`), `vocabulary.json`
+(vocab size, EOS id, the task name and feature lengths), `vocab.model` when the SentencePiece
+model is a local file, and Orbax checkpoints under `checkpoints/<step>/default` (a `TrainState`:
+step, params, opt_state). Local paths and gs:// alike.
+
+On several devices (`mesh_shape="auto"`, `"DATAxMODEL"`), the parameters are restored sharded by
+the logical axis rules of `jaxrec.partitioning` (as in training) and each batch of prompts is
+split over the `data` axis; batch sizes are rounded up to a multiple of it. One host only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrec import partitioning
+from jaxrec.data.dataset import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A network and its parameters restored from a MODEL_DIR."""
+
+    model: Any  # jaxrec.models.network.Transformer
+    params: Any
+    step: int
+    vocab_info: dict[str, Any]
+    compiled: dict[tuple, Callable] = dataclasses.field(default_factory=dict)
+    mesh: Any = None  # jax.sharding.Mesh over (data, model), or None: one device
+    rules: Any = None  # logical axis rules used with `mesh`
+
+    def function(self, key: tuple, build: Callable[[], Callable]) -> Callable:
+        """A jitted function built once per `key` (reused across templates and calls)."""
+        if key not in self.compiled:
+            self.compiled[key] = build()
+        return self.compiled[key]
+
+    def context(self):
+        """Mesh and axis rules in scope while tracing and running (a no-op on one device)."""
+        if self.mesh is None:
+            return contextlib.nullcontext()
+        return partitioning.mesh_context(self.mesh, self.rules)
+
+    def batch_size(self, requested: int) -> int:
+        """`requested` rounded up to a multiple of the mesh's `data` axis."""
+        data = 1 if self.mesh is None else self.mesh.shape["data"]
+        return -(-max(requested, 1) // data) * data
+
+    def put(self, rows: np.ndarray) -> jax.Array:
+        """A host batch on the device(s): split over `data` on a mesh."""
+        if self.mesh is None:
+            return jnp.asarray(rows)
+        return jax.device_put(rows, partitioning.data_sharding(self.mesh))
+
+
+def _exists(path: str) -> bool:
+    from tensorflow.io import gfile
+
+    return gfile.exists(path)
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
+    try:
+        if not gfile.exists(path):
+            raise FileNotFoundError(path)
+        with gfile.GFile(path, "r") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found (is this a jaxrec MODEL_DIR?)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def restore_params(
+    model_dir: str, step: int | None = None, param_shardings: Any = None
+) -> tuple[Any, int]:
+    """Parameters of the checkpoint at `step` (default: latest).
+
+    The target tree is rebuilt from the checkpoint's own metadata, so a checkpoint saved on any
+    mesh restores here without knowing the optimizer. Parameters go to the first local device,
+    or, with `param_shardings` (a tree of shardings shaped like the parameters), onto a mesh.
+    """
+    import orbax.checkpoint as ocp
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
+    base = model_dir if "://" in model_dir else os.path.abspath(model_dir)
+    root = os.path.join(base, "checkpoints")
+    names = [d.rstrip("/") for d in gfile.listdir(root)] if gfile.isdir(root) else []
+    steps = sorted(int(d) for d in names if d.isdigit())
+    if not steps:
+        raise DataError(f"{root}: no checkpoints")
+    step = steps[-1] if step is None else int(step)
+    if step not in steps:
+        raise DataError(f"{root}: no checkpoint for step {step} (have {steps})")
+    path = os.path.join(root, str(step), "default")
+    ckpt = ocp.StandardCheckpointer()
+    meta = ckpt.metadata(path)
+    tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+    if "params" not in tree:
+        raise DataError(f"{path}: checkpoint has no 'params' (keys {sorted(tree)})")
+    is_array = lambda x: hasattr(x, "shape") and hasattr(x, "dtype")  # noqa: E731
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree, is_leaf=is_array
+    )
+    if param_shardings is not None:
+        try:
+            target["params"] = jax.tree.map(
+                lambda m, s: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=s),
+                tree["params"],
+                param_shardings,
+                is_leaf=is_array,
+            )
+        except ValueError as e:
+            raise DataError(f"{path}: parameters do not match model_config.json ({e})") from None
+    return ckpt.restore(path, target)["params"], step
+
+
+def _param_shardings(model, mesh, rules) -> Any:
+    """NamedShardings shaped like the parameters, from their logical axis names."""
+    x = jnp.ones((1, 4), jnp.int32)
+    boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), x, x, x, enable_dropout=False))
+    return partitioning.logical_shardings(boxed["params"], mesh, rules)
+
+
+def load_model_dir(
+    model_dir: str, step: int | None = None, mesh_shape: str | None = None
+) -> LoadedModel:
+    """Rebuild the network from `model_config.json` and restore its parameters (sharded over
+    a (data, model) mesh of this host's devices when `mesh_shape` is given, e.g. "auto")."""
+    from jaxrec.models.configs import T5Config
+    from jaxrec.models.network import Transformer
+
+    cfg_path = os.path.join(model_dir, "model_config.json")
+    fields = _read_json(cfg_path)
+    known = {f.name for f in dataclasses.fields(T5Config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise DataError(f"{cfg_path}: unknown T5Config field(s) {unknown}")
+    config = T5Config(**fields).replace(dropout_rate=0.0)
+    vocab_path = os.path.join(model_dir, "vocabulary.json")
+    vocab_info = _read_json(vocab_path) if _exists(vocab_path) else {}
+    model = Transformer(config)
+    mesh = rules = shardings = None
+    if mesh_shape is not None:
+        if jax.process_count() > 1:
+            raise ValueError("sharded evaluation runs on one host; got several processes")
+        mesh = partitioning.create_mesh(mesh_shape, jax.local_devices())
+        rules = partitioning.standard_logical_axis_rules()
+        shardings = _param_shardings(model, mesh, rules)
+    params, step = restore_params(model_dir, step, shardings)
+    where = f"mesh {dict(mesh.shape)}" if mesh is not None else "one device"
+    log.info("restored %s step %d on %s", model_dir, step, where)
+    return LoadedModel(model, params, step, vocab_info, mesh=mesh, rules=rules)
