@@ -14,7 +14,7 @@ import sys
 
 from jaxrec.data.dataset import DataError
 
-COMMAND_GROUPS = ("data", "index", "tasks", "eval", "baseline", "demo")
+COMMAND_GROUPS = ("data", "index", "tasks", "eval", "baseline", "demo", "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # t5x's `--gin.KEY=VALUE` shorthand (as for python -m jaxrec.train) -> `--gin=KEY=VALUE`.
+    argv = [f"--gin={a[len('--gin.') :]}" if a.startswith("--gin.") else a for a in argv]
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

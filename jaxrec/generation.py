@@ -26,9 +26,13 @@ from jaxrec.decoding import Constraint, DecodingState, beam_search
 CROSS_ATTENTION = "encoder_decoder_attention"
 
 
-def init_cache(model: nn.Module, batch: int, input_length: int, max_decode_len: int):
-    """Zero decoding cache for `batch` rows (shapes from `jax.eval_shape`, no FLOPs)."""
-    enc = jnp.ones((batch, input_length), jnp.int32)
+def init_cache(model: nn.Module, batch: int, input_shape: int | tuple, max_decode_len: int):
+    """Zero decoding cache for `batch` rows (shapes from `jax.eval_shape`, no FLOPs).
+
+    `input_shape` is the input length, or `(length, k)` for item-level inputs.
+    """
+    input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    enc = jnp.ones((batch,) + input_shape, jnp.int32)
     dec = jnp.ones((batch, max_decode_len), jnp.int32)
     shapes = jax.eval_shape(
         functools.partial(model.init, decode=True, enable_dropout=False),
@@ -48,7 +52,9 @@ def make_generate_fn(
     max_decode_len: int = 5,
     alpha: float = 0.0,
 ) -> Callable:
-    """Jitted `(params, encoder_tokens [batch, len], constraint | None) -> (seqs, scores)`.
+    """Jitted `(params, encoder_tokens, constraint | None) -> (seqs, scores)`.
+
+    `encoder_tokens` is `[batch, len]`, or `[batch, len, k]` item-level inputs.
 
     `params` is the network's parameter tree (unboxed); `constraint` a `Constraint` or None for
     unconstrained search. Shapes are static: each new batch or input length compiles once.
@@ -56,7 +62,7 @@ def make_generate_fn(
 
     @jax.jit
     def generate(params, encoder_tokens: jnp.ndarray, constraint: Constraint | None):
-        batch, input_length = encoder_tokens.shape
+        batch = encoder_tokens.shape[0]
         variables = {"params": params}
         encoded = model.apply(
             variables, encoder_tokens, enable_dropout=False, method=model.encode
@@ -83,7 +89,7 @@ def make_generate_fn(
 
         return beam_search(
             jnp.zeros((batch, max_decode_len), jnp.int32),
-            init_cache(model, batch, input_length, max_decode_len),
+            init_cache(model, batch, encoder_tokens.shape[1:], max_decode_len),
             tokens_to_logits,
             eos_id,
             num_decodes=num_beams,

@@ -35,6 +35,7 @@ _MODEL_KWARGS = (
     "decoder_segment_ids",
     "encoder_positions",
     "decoder_positions",
+    "decoder_cross_positions",  # prefix-shared rows (`jaxrec.prefix_shared`)
 )
 
 
@@ -209,9 +210,10 @@ def make_train_step(
     )
 
 
-def dummy_batch(input_len: int, target_len: int, batch: int) -> Batch:
-    """All-ones int32 model inputs of the given shapes (for init and lowering)."""
-    enc = jnp.ones((batch, input_len), jnp.int32)
+def dummy_batch(input_len: int, target_len: int, batch: int, input_levels: int = 0) -> Batch:
+    """All-ones int32 model inputs of the given shapes (for init and lowering); with
+    `input_levels` the encoder inputs are item-level, `[batch, input_len, input_levels]`."""
+    enc = jnp.ones((batch, input_len) + ((input_levels,) if input_levels else ()), jnp.int32)
     dec = jnp.ones((batch, target_len), jnp.int32)
     return {"encoder_input_tokens": enc, "decoder_input_tokens": dec, "decoder_target_tokens": dec}
 
@@ -255,13 +257,14 @@ def setup_state(
     rules: partitioning.LogicalRules,
     input_len: int,
     target_len: int,
+    input_levels: int = 0,
 ) -> StateSetup:
     """Derives the train state's abstract shapes and shardings without allocating it.
 
     Parameter shardings come from the network's logical annotations and `rules`; optimizer
     state shardings are derived from the parameters' (see `partitioning.derived_shardings`).
     """
-    example = dummy_batch(input_len, target_len, mesh.shape["data"])
+    example = dummy_batch(input_len, target_len, mesh.shape["data"], input_levels)
 
     def init_params_boxed(rng):
         return model.init({"params": rng, "dropout": rng}, **example, enable_dropout=False)[

@@ -9,7 +9,9 @@ random initialisation exported to a Hugging Face directory and loaded by
 `T5ForConditionalGeneration.from_pretrained`) trained by torch with 2 threads on the same
 batches. Steps alternate between the two in repetitions; medians are reported. Achieved FLOP/s
 use the analytic matmul FLOPs of the step (3x the forward) against the measured float32 peak of
-a 2048^3 matmul (the faster of XLA and torch) in the same run.
+a 2048^3 matmul (the faster of XLA and torch) in the same run. `modes` adds jaxrec's
+generative-retrieval training layouts in targets/s (`jaxrec/bench/train_modes.py`), each
+next to the peer's examples/s (one target per example).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=3, help="steps per repetition")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--no-peer", action="store_true", help="time jaxrec only")
+    p.add_argument(
+        "--no-modes", action="store_true",
+        help="skip the per-layout targets/s (tiger, per_prefix, prefix_shared)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.reps, args.steps = 16, 2, 2
@@ -314,5 +320,14 @@ def main(argv: list[str]) -> int:
         ratio = lambda a, b: round(statistics.median(a) / statistics.median(b), 3)
         result["speedup_vs_hf"] = ratio(peer_times, jax_times)
         result["cpu_time_speedup_vs_hf"] = ratio(peer_cpu, jax_cpu)
+    if not args.no_modes:
+        from jaxrec.bench.train_modes import time_modes
+
+        log.info("timing the generative-retrieval training layouts")
+        result["modes"] = time_modes(cfg, params, reps=max(args.reps // 2, 1))
+        if peer is not None:  # the peer trains one target per example
+            peer_rate = result["peer"]["examples_per_s"]
+            for m in result["modes"].values():
+                m["speedup_vs_hf"] = round(m["targets_per_s"] / peer_rate, 2)
     print(json.dumps(result))
     return 0

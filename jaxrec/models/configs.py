@@ -39,6 +39,10 @@ class T5Config:
       relative_attention_num_buckets: relative-position buckets per direction pair.
       relative_attention_max_distance: distance at which the buckets saturate.
       layer_norm_epsilon: epsilon of the RMS norms.
+      encoder_causal: the encoder attends only to earlier positions (and itself). With it, the
+        encoding of a prefix of the input does not depend on what follows, so one pass over a
+        user's sequence serves every next-item target ("prefix-shared" training, see
+        `jaxrec.prefix_shared`). FLAN-T5 and TIGER are bidirectional (False).
     """
 
     vocab_size: int = FLAN_T5_VOCAB_SIZE
@@ -56,6 +60,7 @@ class T5Config:
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     layer_norm_epsilon: float = 1e-6
+    encoder_causal: bool = False
 
     def __post_init__(self):
         # gin and JSON give lists; keep the dataclass hashable (flax module attributes must be).

@@ -136,6 +136,14 @@ class Embed(nn.Module):
         x = jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
         return constrain(x, ("batch", "length", "embed"))
 
+    def sum_tokens(self, tokens: Array) -> Array:
+        """`[batch, length, k]` ids -> `[batch, length, embed]`: the sum of each position's k
+        token embeddings (an item given as its k semantic-id tokens, one encoder position)."""
+        if not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"token ids must be integers, got {tokens.dtype}")
+        x = jnp.take(self.embedding, tokens, axis=0).sum(axis=-2).astype(self.dtype)
+        return constrain(x, ("batch", "length", "embed"))
+
     def attend(self, query: Array) -> Array:
         """Logits against the embedding (tied output layer), in float32."""
         return jnp.dot(query.astype(jnp.float32), self.embedding.T)

@@ -83,6 +83,35 @@ def _relpos(config: T5Config) -> layers.RelativePositionBiases:
     )
 
 
+def input_mask(encoder_input_tokens: Array) -> Array:
+    """`[batch, length]` True at real positions of token-level (`[batch, length]`) or
+    item-level (`[batch, length, k]`, padding = first token 0) encoder inputs."""
+    if encoder_input_tokens.ndim == 3:
+        return encoder_input_tokens[..., 0] > 0
+    return encoder_input_tokens > 0
+
+
+def prefix_cross_mask(
+    decoder_target_tokens: Array,
+    decoder_cross_positions: Array,
+    encoder_valid: Array,
+    encoder_segment_ids: Array | None = None,
+) -> Array:
+    """Cross-attention mask `[batch, 1, target_length, input_length]` of prefix-shared rows.
+
+    Decoder token i sees encoder position j iff j <= decoder_cross_positions[i], j is a real
+    position and (when packed) j lies in the same segment as decoder_cross_positions[i].
+    """
+    length = encoder_valid.shape[1]
+    cross = decoder_cross_positions  # [batch, target_length]
+    mask = jnp.arange(length)[None, None, :] <= cross[:, :, None]
+    mask &= encoder_valid[:, None, :] & (decoder_target_tokens > 0)[:, :, None]
+    if encoder_segment_ids is not None:
+        own = jnp.take_along_axis(encoder_segment_ids, jnp.clip(cross, 0, length - 1), axis=1)
+        mask &= encoder_segment_ids[:, None, :] == own[:, :, None]
+    return mask[:, None]
+
+
 class EncoderLayer(nn.Module):
     """Pre-norm self-attention + MLP block."""
 
@@ -141,13 +170,18 @@ class Encoder(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: Array, mask: Array, deterministic: bool) -> Array:
-        """`tokens [batch, length]`, boolean `mask [batch, 1, length, length]` -> encodings."""
+        """`tokens [batch, length]` (or `[batch, length, k]` item tokens), boolean
+        `mask [batch, 1, length, length]` -> encodings `[batch, length, embed]`."""
         cfg = self.config
         length = tokens.shape[1]
         # One additive bias for all layers: relative positions + padding/segment mask.
         bias = _relpos(cfg)(length, length, bidirectional=True)  # [1, heads, length, length]
         bias = bias + layers.mask_to_bias(mask, bias.dtype)  # [batch, heads, length, length]
-        x = _dropout(cfg, self.shared_embedding(tokens), deterministic)
+        if tokens.ndim == 3:  # [batch, length, k]: one position per item, its k tokens summed
+            x = self.shared_embedding.sum_tokens(tokens)
+        else:
+            x = self.shared_embedding(tokens)
+        x = _dropout(cfg, x, deterministic)
         for i in range(cfg.num_encoder_layers):
             x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic)
         x = _norm(cfg, "encoder_norm")(x)
@@ -234,13 +268,25 @@ class Transformer(nn.Module):
         encoder_segment_ids: Array | None = None,
         enable_dropout: bool = True,
     ) -> Array:
-        """`[batch, input_length]` token ids (0 = padding) -> `[batch, input_length, embed]`."""
+        """`[batch, input_length]` token ids (0 = padding) -> `[batch, input_length, embed]`.
+
+        Item-level inputs are `[batch, input_length, k]`: position p is one item given by its
+        k semantic-id tokens, embedded as their sum (a position whose first token is 0 is
+        padding). With `config.encoder_causal` position p attends to positions <= p only.
+        """
         tokens = encoder_input_tokens
-        if tokens.ndim != 2:
-            raise ValueError(f"encoder_input_tokens must be [batch, length], got {tokens.shape}")
-        mask = layers.make_attention_mask(tokens > 0, tokens > 0)
+        if tokens.ndim not in (2, 3):
+            raise ValueError(
+                f"encoder_input_tokens must be [batch, length] or [batch, length, k], "
+                f"got {tokens.shape}"
+            )
+        valid = input_mask(tokens)
+        mask = layers.make_attention_mask(valid, valid)
         if encoder_segment_ids is not None:
             mask &= layers.make_attention_mask(encoder_segment_ids, encoder_segment_ids, jnp.equal)
+        if self.config.encoder_causal:
+            length = tokens.shape[1]
+            mask &= (jnp.arange(length)[:, None] >= jnp.arange(length)[None, :])[None, None]
         return self.encoder(tokens, mask, deterministic=not enable_dropout)
 
     def decode(
@@ -256,6 +302,7 @@ class Transformer(nn.Module):
         decode: bool = False,
         max_decode_length: int | None = None,
         cross_cache: str = "auto",
+        decoder_cross_positions: Array | None = None,
     ) -> Array:
         """Decoder logits `[batch, target_length, vocab]` given the encoder outputs.
 
@@ -265,10 +312,21 @@ class Transformer(nn.Module):
         `encoded` may then have one row per query while the decoder tokens have `n` rows per
         query (beams), and `cross_cache` ("auto", "fill", "reuse") says when the
         cross-attention projects the encoder outputs (see `layers.MultiHeadAttention`).
+
+        `decoder_cross_positions [batch, target_length]` (prefix-shared training): decoder
+        token i attends only to encoder positions j <= decoder_cross_positions[i] of the same
+        encoder segment, i.e. to the prefix of the history that precedes its target.
         """
         del decoder_positions
-        enc_valid = encoder_input_tokens > 0
-        if decode:
+        enc_valid = input_mask(encoder_input_tokens)
+        if decoder_cross_positions is not None:
+            if decode:
+                raise ValueError("decoder_cross_positions is for teacher-forced training")
+            self_mask = layers.make_decoder_mask(decoder_target_tokens, decoder_segment_ids)
+            cross_mask = prefix_cross_mask(
+                decoder_target_tokens, decoder_cross_positions, enc_valid, encoder_segment_ids
+            )
+        elif decode:
             if encoder_segment_ids is not None or decoder_segment_ids is not None:
                 raise ValueError("packed segment ids cannot be used with decode=True")
             self_mask = None
@@ -305,6 +363,7 @@ class Transformer(nn.Module):
         *,
         enable_dropout: bool = True,
         decode: bool = False,
+        decoder_cross_positions: Array | None = None,
     ) -> Array:
         """Teacher-forced logits `[batch, target_length, vocab]` (float32).
 
@@ -325,4 +384,5 @@ class Transformer(nn.Module):
             decoder_positions=decoder_positions,
             enable_dropout=enable_dropout,
             decode=decode,
+            decoder_cross_positions=decoder_cross_positions,
         )
