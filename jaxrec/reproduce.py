@@ -125,7 +125,14 @@ def plan_steps(
     return steps, evals
 
 
-def plot_curve(path: str, curve: Sequence[dict], references: dict[str, float], title: str):
+def plot_curve(
+    path: str,
+    curve: Sequence[dict],
+    references: dict[str, float],
+    title: str,
+    test_point: tuple[float, float] | None = None,
+):
+    """Validation Recall@10 against wall-clock minutes, reference test lines, the test figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,18 +141,24 @@ def plot_curve(path: str, curve: Sequence[dict], references: dict[str, float], t
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
     minutes = [c["minutes"] for c in curve]
     ax.plot(minutes, [c["recall@10"] for c in curve], "o-", color="#d62728", linewidth=1.8,
-            label="jaxrec, validation Recall@10")  # fmt: skip
+            markersize=4, label="jaxrec, validation Recall@10")  # fmt: skip
+    if test_point is not None:
+        ax.plot(*test_point, "*", color="#d62728", markersize=13,
+                label="jaxrec, selected model, test Recall@10")  # fmt: skip
     styles = ["--", ":", "-."]
     for i, (name, value) in enumerate(sorted(references.items(), key=lambda kv: -kv[1])):
         ax.axhline(value, linestyle=styles[i % 3], color="#555555", linewidth=1.2)
-        ax.annotate(f"{name} (test) {value:.4f}", (0, value), xytext=(4, 3),
+        ax.annotate(f"{name}, test: {value:.4f}", xy=(0.01, value),
+                    xycoords=("axes fraction", "data"), xytext=(0, 3),
                     textcoords="offset points", fontsize=8, color="#333333")  # fmt: skip
+    right = max(minutes + [test_point[0] if test_point else 0.0])
+    ax.set_xlim(0, right * 1.04 + 0.1)
     ax.set_xlabel("wall-clock minutes since the start of the run")
     ax.set_ylabel("Recall@10")
     ax.set_ylim(bottom=0)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -230,23 +243,40 @@ def run_tiger(
     _, step_fn = rec.trainer_for(settings, steps, init=False)  # the final schedule
 
     curve: list[dict] = []
+    replans: list[dict] = []
     best: dict[str, Any] = {"recall@10": -1.0}
-    train_t0, train_s, loss_window = time.perf_counter(), 0.0, []
-    start = 1 + calib_steps
-    for step in range(start + 1, steps + 1):
+    step = 1 + calib_steps
+    next_eval = step + eval_every
+    loss_window: list = []
+
+    def first_step(state, step_fn):
+        """One step with a new step function (compiles it), outside the timed interval."""
+        state, metrics = rec.run_step(step_fn, state, next(batches))
+        loss_window.append(jax.block_until_ready(metrics["loss"]))
+        return state
+
+    t = time.perf_counter()
+    state = first_step(state, step_fn)
+    step += 1
+    train_s = time.perf_counter() - t
+    seg_t0, seg_step0 = time.perf_counter(), step
+    while step < steps:
+        step += 1
         state, metrics = rec.run_step(step_fn, state, next(batches))
         loss_window.append(metrics["loss"])
-        if step % eval_every and step != steps:
+        if step < next_eval and step != steps:
             continue
         losses = [float(x) for x in jax.device_get(loss_window)]
         if not all(math.isfinite(x) for x in losses):
             raise FloatingPointError(f"non-finite training loss before step {step}")
         loss_window = []
-        train_s += time.perf_counter() - train_t0
+        seg_s = time.perf_counter() - seg_t0
+        train_s += seg_s
         t = time.perf_counter()
         m = rec.evaluate(state.params, dataset, "validation", val_users, cfg.num_beams,
                          cfg.eval_batch_size)  # fmt: skip
-        clock.add("select", time.perf_counter() - t)
+        eval_s = time.perf_counter() - t
+        clock.add("select", eval_s)
         point = {"step": step, "minutes": round(clock.elapsed() / 60, 2),
                  "epoch": round(step / data.steps_per_epoch, 2),
                  "loss": round(float(np.mean(losses)), 4), **m}  # fmt: skip
@@ -256,12 +286,30 @@ def run_tiger(
                  m["ndcg@10"], point["minutes"])  # fmt: skip
         if (m["recall@10"], m["ndcg@10"]) > (best["recall@10"], best.get("ndcg@10", -1)):
             best = dict(m, step=step, params=jax.device_get(state.params))
-        remaining = budget_s - clock.elapsed() - test_s
-        if step < steps and remaining < eval_every * step_s + eval_s:
-            log.warning("stopping at step %d: the budget leaves no room for another interval",
+        if step >= steps:
+            break
+        # Re-plan from the rates of the last interval: the machine may have become slower or
+        # faster (other processes), and the cosine schedule should still end with the budget.
+        step_s = seg_s / (step - seg_step0)
+        remaining = budget_s - clock.elapsed() - test_s - min(20.0, 0.05 * budget_s)
+        left, evals = plan_steps(remaining, step_s, eval_s, cfg.eval_every_minutes * 60)
+        if remaining <= eval_s or left < 10:
+            log.warning("stopping at step %d: the budget leaves no room for more training",
                         step)  # fmt: skip
             break
-        train_t0 = time.perf_counter()
+        eval_every = max(left // evals, 1)
+        if abs(step + left - steps) > 0.1 * steps:
+            replans.append({"at_step": step, "train_steps": step + left,
+                            "step_seconds": round(step_s, 4)})  # fmt: skip
+            log.info("re-planned: %d steps in all (%.3f s/step measured)", step + left, step_s)
+            steps = step + left
+            t = time.perf_counter()
+            _, step_fn = rec.trainer_for(settings, steps, init=False)
+            state = first_step(state, step_fn)
+            step += 1
+            train_s += time.perf_counter() - t
+        next_eval = min(step + eval_every, steps)
+        seg_t0, seg_step0 = time.perf_counter(), step
     clock.add("train", train_s)
 
     t = time.perf_counter()
@@ -277,7 +325,7 @@ def run_tiger(
         "index": index_report,
         "model": dataclasses.asdict(model_cfg),
         "train": dataclasses.asdict(settings),
-        "plan": plan,
+        "plan": dict(plan, replans=replans, steps_run=step),
         "validation": {
             **{k: v for k, v in best.items() if k != "step"},
             "selected_step": best["step"],
@@ -294,7 +342,8 @@ def run_tiger(
     refs = {**dict(cfg.references), "popularity": pop["recall@10"]}
     plot_curve(os.path.join(out_dir, "learning_curve.png"), curve, refs,
                f"{cfg.name} on {dataset.name}: validation Recall@10 "
-               f"({len(val_users)} users) vs wall clock")  # fmt: skip
+               f"({len(val_users)} users) vs wall clock",
+               (total / 60, test["recall@10"]))  # fmt: skip
     return result
 
 

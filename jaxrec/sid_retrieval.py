@@ -202,7 +202,7 @@ class SidRetrieval:
         users: np.ndarray | None = None,
         num_beams: int = 20,
         batch_size: int = 32,
-        ks: Sequence[int] = (5, 10, 20),
+        ks: Sequence[int] = evaluation.DEFAULT_KS,
     ) -> dict[str, float]:
         """Full-ranking Recall/NDCG@K on a split (all users, or `users`), history included."""
         users = np.arange(dataset.num_users) if users is None else np.asarray(users)
