@@ -206,7 +206,7 @@ def run_demo(out_dir: str, cfg: DemoConfig = DemoConfig()) -> dict:
                     timings):  # fmt: skip
             run = _train_prefix_shared(ds, data_dir, model_dir, cfg)
         mixture, result = "semantic-id retrieval (prefix-shared)", run["test"]
-        history = [{"step": c["step"], "loss": c["loss"]} for c in run["curve"]]
+        history = [{"step": i, "loss": x} for i, x in run["losses"]]
     else:
         with _Stage("3-4/6 tasks + training a tiny T5", timings):
             mixture, history = _train(data_dir, model_dir, cfg)

@@ -248,6 +248,7 @@ def run_tiger(
     step = 1 + calib_steps
     next_eval = step + eval_every
     loss_window: list = []
+    step_losses: list[tuple[int, float]] = []  # (step, training loss) of every step
 
     def first_step(state, step_fn):
         """One step with a new step function (compiles it), outside the timed interval."""
@@ -269,7 +270,8 @@ def run_tiger(
         losses = [float(x) for x in jax.device_get(loss_window)]
         if not all(math.isfinite(x) for x in losses):
             raise FloatingPointError(f"non-finite training loss before step {step}")
-        loss_window = []
+        step_losses += [(step - len(losses) + 1 + i, x) for i, x in enumerate(losses)]
+        loss_window.clear()
         seg_s = time.perf_counter() - seg_t0
         train_s += seg_s
         t = time.perf_counter()
@@ -333,6 +335,7 @@ def run_tiger(
         "test": test,
         "popularity_test": pop,
         "curve": curve,
+        "losses": [(int(i), round(x, 5)) for i, x in step_losses],
         "seconds": {**clock.seconds, "total": total},
         "minutes_budget": cfg.minutes,
         "load_average": os.getloadavg()[0],
