@@ -18,6 +18,9 @@ import glob
 import json
 import math
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 
 import numpy as np
 
@@ -69,6 +72,53 @@ def write_dataset(ds: Dataset, out_dir: str) -> str:
     _dump({str(u): name for u, name in enumerate(ds.users)}, p + ".user.map.json")
     _dump({"format_version": FORMAT_VERSION, **ds.metadata}, p + ".meta.json", indent=2)
     return p + ".inter.json"
+
+
+def check_out_dir(out_dir: str, overwrite: bool) -> None:
+    """Refuse an existing, non-empty `out_dir` unless `overwrite` (checked before any work)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"{out_dir}: exists and is not a directory")
+    entries = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    if entries and not overwrite:
+        raise DataError(
+            f"{out_dir}: directory is not empty ({len(entries)} entries, e.g. {entries[0]!r}); "
+            "pass --overwrite to replace it as a whole"
+        )
+
+
+def replace_dir(out_dir: str, write: Callable[[str], object]) -> None:
+    """Run `write(tmp)` into a temporary sibling of `out_dir`, then swap it in as a whole.
+
+    A failure leaves `out_dir` untouched; an existing `out_dir` is replaced entirely (nothing of
+    the old directory survives), never merged into, so no stale file can outlive a rewrite.
+    """
+    out_dir = os.path.abspath(out_dir)
+    parent, base = os.path.split(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.exists(out_dir):
+        old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+        os.rmdir(old)
+        os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out_dir)
+
+
+def write_dataset_dir(ds: Dataset, out_dir: str, overwrite: bool = False) -> str:
+    """`write_dataset` into a fresh `out_dir` (see `check_out_dir`, `replace_dir`)."""
+    check_out_dir(out_dir, overwrite)
+    replace_dir(out_dir, lambda tmp: write_dataset(ds, tmp))
+    return os.path.join(os.path.abspath(out_dir), f"{ds.name}.inter.json")
 
 
 def find_dataset_name(data_dir: str) -> str:
