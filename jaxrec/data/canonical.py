@@ -6,8 +6,13 @@
     DIR/{name}.time.json       {"0": [1388534400, ...]}      aligned with inter (optional)
     DIR/{name}.negatives.json  {"0": [item x 99], ...}       fixed ranking negatives (optional)
     DIR/{name}.user.map.json   {"0": "A1YJEY40YUW4SE", ...}  dense user id -> source user id
-    DIR/{name}.meta.json       split, options, filter counts, leakage report
+    DIR/{name}.meta.json       split, options, filter counts, leakage report, and the
+                               fingerprint of the item-id mapping (see below)
     DIR/{name}.index.json      item tokens, written by `jaxrec index build` (LC-Rec)
+
+The item-id mapping (dense id -> source item id) is the `original_id` of each record of
+`{name}.item.json`; `meta.json` records its fingerprint (`item_map_fingerprint`), which
+`read_dataset` checks and an index's dataset record refers to (`jaxrec.indexing.binding`).
 
 `read_dataset(write_dataset(ds))` equals `ds` exactly (`Dataset.equals`).
 """
@@ -24,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxrec.data.dataset import DataError, Dataset, Item
+from jaxrec.data.dataset import DataError, Dataset, Item, item_map_fingerprint
 from jaxrec.data.formats import read_json_object
 
 FORMAT_VERSION = 1
@@ -70,7 +75,12 @@ def write_dataset(ds: Dataset, out_dir: str) -> str:
     if ds.negatives is not None:
         _dump({str(u): n.tolist() for u, n in enumerate(ds.negatives)}, p + ".negatives.json")
     _dump({str(u): name for u, name in enumerate(ds.users)}, p + ".user.map.json")
-    _dump({"format_version": FORMAT_VERSION, **ds.metadata}, p + ".meta.json", indent=2)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        **ds.metadata,
+        "item_map_fingerprint": ds.item_map_fingerprint(),
+    }
+    _dump(meta, p + ".meta.json", indent=2)
     return p + ".inter.json"
 
 
@@ -156,6 +166,7 @@ def read_dataset(data_dir: str, name: str | None = None) -> Dataset:
         )
     metadata = read_json_object(meta_path)
     version = metadata.pop("format_version", None)
+    fingerprint = metadata.pop("item_map_fingerprint", None)
     if version != FORMAT_VERSION:
         raise DataError(f"{meta_path}: format_version {version!r}, expected {FORMAT_VERSION}")
     inter_path = p + ".inter.json"
@@ -192,6 +203,13 @@ def read_dataset(data_dir: str, name: str | None = None) -> Dataset:
     )
     timestamps = optional(".time.json", lambda t: np.array(t, np.int64))
     negatives = optional(".negatives.json", lambda n: np.array(n, np.int32))
+    if fingerprint is not None and fingerprint != item_map_fingerprint(
+        [it.original_id for it in items]
+    ):
+        raise DataError(
+            f"{item_path}: its item-id mapping does not match the fingerprint in {meta_path} "
+            "(files from different preparations)"
+        )
     try:
         return Dataset(
             name=name,

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from jaxrec.data.canonical import find_dataset_name, read_dataset
 from jaxrec.data.dataset import DataError, Dataset
+from jaxrec.indexing.binding import verify_index
 from jaxrec.indexing.schemes import load_index
 from jaxrec.tasks import examples as ex_lib
 from jaxrec.tasks.items import ItemRenderer, make_renderer
@@ -196,6 +197,7 @@ def register_dataset_tasks(
                 f"{index_path}: no item index for item_repr 'sid' "
                 "(run `jaxrec index build` or pass index_path)"
             )
+        verify_index(index_path, ds, dataset_dir)  # an index of other items means nothing
         # Colliding items (e.g. LC-Rec's released Beauty index) are made unique, with a warning.
         index = load_index(index_path, num_items=ds.num_items, resolve=resolve_collisions)
     uinfo_path = user_info_path(dataset_dir, ds.name)
