@@ -3,6 +3,10 @@
 Each command group lives in `jaxrec/commands/<group>.py` and exposes
 `add_parser(subparsers)`, which registers its sub-commands with `func(args) -> int`.
 Commands print a human summary; with `--json` the last line of stdout is one JSON object.
+Bad input is one line on stderr (`jaxrec: error: FILE:LINE: problem`) and exit code 2; `--debug`
+shows the traceback. Native TensorFlow/XLA logging is quiet unless `--verbose`.
+Options are spelled with dashes (`--max-users`); the underscore spelling (`--max_users`) is
+accepted everywhere as an alias.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import importlib
 import logging
 import sys
 
+from jaxrec import quiet
 from jaxrec.data.dataset import DataError
 
 COMMAND_GROUPS = ("data", "index", "tasks", "eval", "baseline", "demo")
@@ -23,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="LLM-based recommendation in JAX: data, semantic ids, tasks, "
         "training (python -m jaxrec.train), constrained retrieval and evaluation.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, native TF/XLA logs included"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         try:
@@ -37,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quiet.set_verbosity("-v" in argv or "--verbose" in argv)  # before TF/JAX are imported
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -47,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except DataError as e:
-        print(f"jaxrec: error: {e}", file=sys.stderr)
+    except (DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+        if args.debug:
+            raise
+        message = (str(e).splitlines() or [type(e).__name__])[0]
+        print(f"jaxrec: error: {message}", file=sys.stderr)
         return 2
 
 
