@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -221,10 +222,19 @@ def read_amazon_ratings_csv(path: str, version: int = 2014) -> Interactions:
 
 # -- P5 / S3-Rec sequence files ---------------------------------------------------------------
 def read_sequence_txt(path: str) -> Interactions:
-    """`user item item ...` per line, chronological (S3-Rec `{Cat}.txt`, P5 sequential_data)."""
+    """`user item item ...` per line, chronological (S3-Rec `{Cat}.txt`, P5 sequential_data).
+
+    Every token is an integer id; anything else is an error at `file:line:column`.
+    """
     out = Interactions(source=f"p5:{os.path.basename(path)}", positions_only=True)
     seen: dict[str, int] = {}
     for lineno, line in iter_lines(path):
+        for m in re.finditer(r"\S+", line):
+            if not m.group().isdecimal() or not m.group().isascii():
+                what = "user" if m.start() == len(line) - len(line.lstrip()) else "item"
+                raise DataError(
+                    f"{path}:{lineno}:{m.start() + 1}: {what} id {m.group()!r} is not an integer"
+                )
         parts = line.split()
         user, seq = parts[0], parts[1:]
         if user in seen:
