@@ -31,8 +31,8 @@ def add_parser(subparsers) -> None:
     build.add_argument(
         "--embeddings",
         default="auto",
-        help="auto | text | text-tfidf | attributes | PATH.npy (rqvae only); auto: text when "
-        "every item has text and the [text] extra is installed, else attributes",
+        help="auto | text | text-tfidf | attributes | PATH.npy (rqvae only); auto: attributes "
+        "when items have them, else text (MiniLM with the [text] extra, else TF-IDF)",
     )
     build.add_argument("--levels", type=int, default=4)
     build.add_argument("--codes", type=int, default=256, help="codes per level")
