@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxrec",
         description="LLM-based recommendation in JAX: data, semantic ids, tasks, "
         "training (python -m jaxrec.train), constrained retrieval and evaluation.",
+        epilog="Options are spelled with dashes (--max-users); the underscore spelling "
+        "(--max_users) is accepted as an alias.",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging, native TF/XLA logs included"
@@ -44,8 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def canonical_spelling(argv: list[str]) -> list[str]:
+    """`--max_users` -> `--max-users`: options are spelled with dashes, underscores are an alias.
+
+    Only option names change (the part before `=`); values and everything after `--` are kept.
+    """
+    out = []
+    for k, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[k:]
+        if arg.startswith("--") and "_" in arg.partition("=")[0]:
+            name, eq, value = arg.partition("=")
+            arg = name.replace("_", "-") + eq + value
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = canonical_spelling(list(sys.argv[1:] if argv is None else argv))
     quiet.set_verbosity("-v" in argv or "--verbose" in argv)  # before TF/JAX are imported
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -76,12 +76,16 @@ def _gin_value(value: str) -> str:
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
-    """`--gin.KEY=VALUE` → `--gin_bindings=KEY = VALUE` (t5x's shorthand)."""
+    """`--gin.KEY=VALUE` → `--gin_bindings=KEY = VALUE` (t5x's shorthand); `--gin-file` etc.
+    → `--gin_file` (flags keep t5x's underscore spelling; dashes are accepted as an alias)."""
     out = []
     for arg in argv:
         if arg.startswith("--gin.") and "=" in arg:
             key, value = arg[len("--gin.") :].split("=", 1)
             out.append(f"--gin_bindings={key} = {_gin_value(value)}")
+        elif arg.startswith("--") and "-" in arg[2:].partition("=")[0]:
+            name, eq, value = arg[2:].partition("=")  # --gin-file: alias of t5x's --gin_file
+            out.append("--" + name.replace("-", "_") + eq + value)
         else:
             out.append(arg)
     return out
