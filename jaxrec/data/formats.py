@@ -89,7 +89,8 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
 def _parse_record(path: str, lineno: int, line: str, strict_json: bool) -> dict[str, Any]:
     try:
         record = json.loads(line) if strict_json else ast.literal_eval(line.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        # TypeError: a literal such as {[1]: 2} (unhashable key); RecursionError: deep nesting
         kind = "JSON" if strict_json else "Python dict literal"
         raise DataError(f"{path}:{lineno}: malformed {kind}: {e}") from None
     if not isinstance(record, dict):
@@ -126,7 +127,7 @@ def detect_amazon_version(path: str) -> int:
         try:
             json.loads(line)
             return 2018
-        except ValueError:
+        except (ValueError, RecursionError):
             return 2014
     raise DataError(f"{path}: file is empty")
 
@@ -269,6 +270,8 @@ def read_json_object(path: str) -> dict[str, Any]:
         raise DataError(f"{path}: not valid UTF-8 at byte {e.start}") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a JSON object at the top level")
     return obj
