@@ -55,17 +55,37 @@ def _no_partial(tmp_path, out):
 
 
 # -- raw files: (source, file name, content, what the one line must contain) ---------------------
+REVIEW_2018 = b'{"reviewerID": "A", "asin": "B", "overall": 5, "unixReviewTime": 1}\n'
+REVIEW_2014 = b"{'reviewerID': 'A', 'asin': 'B', 'overall': 5.0, 'unixReviewTime': 1}\n"
 RAW_CASES = {
     "empty": ("p5", "Empty.txt", b"", ["Empty.txt: no interactions"]),
-    "truncated-json": ("lcrec", "T.inter.json", b'{"0": [1, 2, 3], "1": [2, 3', ["T.inter.json:1:", "malformed JSON"]),
-    "binary-garbage": ("p5", "Bin.txt", b"1 2 3\n\x89PNG\r\n\x1a\n\x00\xff\xfe", ["Bin.txt:2:", "not valid UTF-8"]),
-    "non-utf8": ("amazon", "reviews_X_5.json", b'{"reviewerID": "A", "asin": "B", "overall": 5, "unixReviewTime": 1}\n{"reviewerID": "\xe9"}\n', ["reviews_X_5.json:2:", "UTF-8"]),
-    "non-integer-id": ("p5", "Ids.txt", b"1 1 2 3\n2 2 B00abc 4\n", ["Ids.txt:2:5:", "'B00abc' is not an integer"]),
-    "duplicate-user": ("p5", "Dup.txt", b"1 1 2 3\n2 2 3 4\n1 4 5 6\n", ["Dup.txt:3:", "duplicate user '1'"]),
-    "truncated-2014-literal": ("amazon", "reviews_Y_5.json", b"{'reviewerID': 'A', 'asin': 'B', 'overall': 5.0, 'unixReviewTime': 1}\n{'reviewerID': 'A', 'asin\n", ["reviews_Y_5.json:2:", "malformed"]),
-    "unhashable-literal": ("amazon", "reviews_Z_5.json", b"{[1]: 2}\n", ["reviews_Z_5.json:1:", "malformed Python dict literal"]),
-    "deeply-nested": ("amazon", "reviews_D_5.json", b"[" * 100000 + b"\n", ["reviews_D_5.json:1:", "malformed"]),
-    "deeply-nested-json": ("lcrec", "N.inter.json", b"[" * 100000, ["N.inter.json", "malformed JSON"]),
+    "truncated-json": (
+        "lcrec", "T.inter.json", b'{"0": [1, 2, 3], "1": [2, 3', ["T.inter.json:1:", "malformed"]
+    ),
+    "binary-garbage": (
+        "p5", "Bin.txt", b"1 2 3\n\x89PNG\r\n\x1a\n\x00\xff\xfe", ["Bin.txt:2:", "not valid UTF-8"]
+    ),
+    "non-utf8": (
+        "amazon", "reviews_X_5.json", REVIEW_2018 + b'{"reviewerID": "\xe9"}\n',
+        ["reviews_X_5.json:2:", "UTF-8"],
+    ),
+    "non-integer-id": (
+        "p5", "Ids.txt", b"1 1 2 3\n2 2 B00abc 4\n", ["Ids.txt:2:5:", "'B00abc' is not an integer"]
+    ),
+    "duplicate-user": (
+        "p5", "Dup.txt", b"1 1 2 3\n2 2 3 4\n1 4 5 6\n", ["Dup.txt:3:", "duplicate user '1'"]
+    ),
+    "truncated-2014-literal": (
+        "amazon", "reviews_Y_5.json", REVIEW_2014 + b"{'reviewerID': 'A', 'asin\n",
+        ["reviews_Y_5.json:2:", "malformed"],
+    ),
+    "unhashable-literal": (
+        "amazon", "reviews_Z_5.json", b"{[1]: 2}\n", ["reviews_Z_5.json:1:", "Python dict literal"]
+    ),
+    "deeply-nested": (
+        "amazon", "reviews_D_5.json", b"[" * 100000 + b"\n", ["reviews_D_5.json:1:", "malformed"]
+    ),
+    "deeply-nested-json": ("lcrec", "N.inter.json", b"[" * 100000, ["N.inter.json", "malformed"]),
     "missing-path": ("p5", "Missing.txt", None, ["Missing.txt: no such file"]),
 }  # fmt: skip
 
