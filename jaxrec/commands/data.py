@@ -7,6 +7,7 @@ import os
 import time
 
 from jaxrec.data import canonical, prepare, stats, synthetic
+from jaxrec.data.dataset import DataError
 from jaxrec.data.processing import ITEM_ORDERS, PrepareOptions
 
 
@@ -18,6 +19,12 @@ def print_json(obj: dict) -> None:
 def _prepare(args) -> int:
     t0 = time.time()
     canonical.check_out_dir(args.out, args.overwrite)  # before the (slow) preparation
+    out = os.path.abspath(args.out)
+    for given in (args.input, args.meta):
+        if given and (os.path.abspath(given) + os.sep).startswith(out + os.sep):
+            raise DataError(
+                f"{args.out}: --out holds the input {given}; --overwrite would delete it"
+            )
     options = PrepareOptions(
         kcore=args.kcore,
         dedupe=not args.keep_duplicates,

@@ -54,3 +54,13 @@ def test_failed_prepare_leaves_no_partial_output(tmp_path, capsys):
     assert main(["data", "prepare", "--source", "p5", "--input", str(bad), "--out", str(out)]) == 2
     assert not out.exists()
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".ds.")]
+
+
+def test_overwrite_never_deletes_the_input(raw, tmp_path, capsys):
+    import shutil
+
+    d = tmp_path / "raw"
+    shutil.copytree(raw, d)
+    assert _prepare(str(d), d, "--overwrite") == 2
+    assert "--overwrite would delete it" in capsys.readouterr().err
+    assert sorted(os.listdir(d)) == sorted(os.listdir(raw))
