@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from jaxrec import metrics_log
+
 from .test_train_cli import _args
 
 STEPS, EVERY = 40, 5
@@ -27,15 +29,7 @@ def _cmd(model_dir):
 
 def _records(model_dir):
     path = pathlib.Path(model_dir) / "train_metrics.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass  # a line being written
-    return out
+    return metrics_log.read_records(str(path)) if path.exists() else []
 
 
 def _last_step(model_dir):
@@ -69,7 +63,11 @@ def _run(model_dir, log, trigger=None, timeout=300):
 
 @pytest.mark.slow
 def test_five_kills_resume_with_bit_identical_losses(tmp_path):
-    log = open(tmp_path / "stderr.log", "w")
+    with open(tmp_path / "stderr.log", "w") as log:
+        _trial(tmp_path, log)
+
+
+def _trial(tmp_path, log):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert _run(straight, log) is None
 
