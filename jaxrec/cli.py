@@ -3,6 +3,10 @@
 Each command group lives in `jaxrec/commands/<group>.py` and exposes
 `add_parser(subparsers)`, which registers its sub-commands with `func(args) -> int`.
 Commands print a human summary; with `--json` the last line of stdout is one JSON object.
+Bad input is one line on stderr (`jaxrec: error: FILE:LINE: problem`) and exit code 2; `--debug`
+shows the traceback. Native TensorFlow/XLA logging is quiet unless `--verbose`.
+Options are spelled with dashes (`--max-users`); the underscore spelling (`--max_users`) is
+accepted everywhere as an alias.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import importlib
 import logging
 import sys
 
+from jaxrec import quiet
 from jaxrec.data.dataset import DataError
 
 COMMAND_GROUPS = ("data", "index", "tasks", "eval", "baseline", "demo", "reproduce")
@@ -22,8 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxrec",
         description="LLM-based recommendation in JAX: data, semantic ids, tasks, "
         "training (python -m jaxrec.train), constrained retrieval and evaluation.",
+        epilog="Options are spelled with dashes (--max-users); the underscore spelling "
+        "(--max_users) is accepted as an alias.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, native TF/XLA logs included"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
         try:
@@ -36,7 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def canonical_spelling(argv: list[str]) -> list[str]:
+    """`--max_users` -> `--max-users`: options are spelled with dashes, underscores are an alias.
+
+    Only option names change (the part before `=`); values and everything after `--` are kept.
+    """
+    out = []
+    for k, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[k:]
+        if arg.startswith("--") and "_" in arg.partition("=")[0]:
+            name, eq, value = arg.partition("=")
+            arg = name.replace("_", "-") + eq + value
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = canonical_spelling(list(sys.argv[1:] if argv is None else argv))
+    quiet.set_verbosity("-v" in argv or "--verbose" in argv)  # before TF/JAX are imported
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     # t5x's `--gin.KEY=VALUE` shorthand (as for python -m jaxrec.train) -> `--gin=KEY=VALUE`.
@@ -50,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except DataError as e:
-        print(f"jaxrec: error: {e}", file=sys.stderr)
+    except (DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+        if args.debug:
+            raise
+        message = (str(e).splitlines() or [type(e).__name__])[0]
+        print(f"jaxrec: error: {message}", file=sys.stderr)
         return 2
 
 

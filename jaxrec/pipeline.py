@@ -102,7 +102,7 @@ def _build_index(ds, data_dir: str, cfg: DemoConfig) -> dict:
                      codes=cfg.index_codes, epochs=cfg.index_epochs, batch_size=256,
                      seed=cfg.seed)  # fmt: skip
     index, report = build.build_index(ds, "rqvae", emb, rq)
-    index.to_json(os.path.join(data_dir, f"{ds.name}.index.json"))
+    index.to_json(os.path.join(data_dir, f"{ds.name}.index.json"), dataset=ds)
     return report
 
 

@@ -26,13 +26,18 @@ import json
 import logging
 import os
 import sys
+import tokenize
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from absl import flags
+from jaxrec import quiet
 
-import gin
-from jaxrec import optimizers, partitioning, trainer
+quiet.set_verbosity("--verbose" in sys.argv)  # before TensorFlow or JAX is imported
+
+from absl import flags  # noqa: E402
+
+import gin  # noqa: E402
+from jaxrec import optimizers, partitioning, trainer  # noqa: E402
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order", flag_values=FLAGS)
@@ -41,6 +46,10 @@ flags.DEFINE_multi_string(
 )
 flags.DEFINE_list(
     "gin_search_paths", ["."], "directories searched for gin files and includes", flag_values=FLAGS
+)
+flags.DEFINE_bool("debug", False, "show tracebacks of errors", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "verbose", False, "debug logging, TensorFlow/XLA native logs included", flag_values=FLAGS
 )
 flags.DEFINE_enum(
     "multihost",
@@ -67,12 +76,16 @@ def _gin_value(value: str) -> str:
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
-    """`--gin.KEY=VALUE` → `--gin_bindings=KEY = VALUE` (t5x's shorthand)."""
+    """`--gin.KEY=VALUE` → `--gin_bindings=KEY = VALUE` (t5x's shorthand); `--gin-file` etc.
+    → `--gin_file` (flags keep t5x's underscore spelling; dashes are accepted as an alias)."""
     out = []
     for arg in argv:
         if arg.startswith("--gin.") and "=" in arg:
             key, value = arg[len("--gin.") :].split("=", 1)
             out.append(f"--gin_bindings={key} = {_gin_value(value)}")
+        elif arg.startswith("--") and "-" in arg[2:].partition("=")[0]:
+            name, eq, value = arg[2:].partition("=")  # --gin-file: alias of t5x's --gin_file
+            out.append("--" + name.replace("-", "_") + eq + value)
         else:
             out.append(arg)
     return out
@@ -206,6 +219,38 @@ def _metric_writer(logdir: str) -> Any:
     return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0)
 
 
+def _import_task_module(module: str) -> None:
+    from jaxrec.data.dataset import DataError
+
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            raise DataError(f"MIXTURE_OR_TASK_MODULE {module!r}: no such module") from None
+        raise
+
+
+def _get_task(name: str, module: str | None) -> Any:
+    """The registered seqio task/mixture, or a one-line error with the closest names."""
+    import difflib
+
+    import seqio
+
+    from jaxrec.data.dataset import DataError
+
+    try:
+        return seqio.get_mixture_or_task(name)
+    except ValueError:
+        known = sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        where = f" by MIXTURE_OR_TASK_MODULE {module!r}" if module else ""
+        raise DataError(
+            f"MIXTURE_OR_TASK_NAME {name!r}: no task or mixture of that name is registered"
+            f"{where} (see `jaxrec tasks list`){hint}"
+        ) from None
+
+
 @gin.configurable(denylist=["multihost"])
 def train(
     *,
@@ -240,14 +285,18 @@ def train(
     `num_microbatches` accumulates gradients over that many slices of each batch.
     """
     import jax
-    import seqio
     import tensorflow as tf
 
+    from jaxrec.data.dataset import DataError
+
+    for macro, value in (("TRAIN_STEPS", train_steps), ("BATCH_SIZE", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DataError(f"{macro} must be a non-negative integer, got {value!r}")
     partitioning.maybe_initialize_distributed(multihost)
     if mixture_or_task_module:
-        importlib.import_module(mixture_or_task_module)
+        _import_task_module(mixture_or_task_module)
     configs, network = _import_models()
-    task = seqio.get_mixture_or_task(mixture_or_task_name)
+    task = _get_task(mixture_or_task_name, mixture_or_task_module)
     task_vocab = task.output_features["targets"].vocabulary.vocab_size
     config = model_config if model_config is not None else configs.get_config("tiny")
     params = None
@@ -344,16 +393,37 @@ def _resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
     raise FileNotFoundError(f"gin file {name!r} not found (searched {list(search_paths)})")
 
 
+def _first_line(e: BaseException) -> str:
+    """gin appends "In call to configurable ..." lines to errors raised inside configurables."""
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parses flags and gin, then trains. Returns a process exit code."""
+    """Parses flags and gin, then trains. Returns a process exit code.
+
+    User errors (bad flags, gin typos, missing files, unknown tasks, bad data) are one line on
+    stderr and exit code 2; `--debug` shows the traceback instead.
+    """
     from jaxrec.data.dataset import DataError
+    from jaxrec.gin_checks import check_overrides, explain_gin_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+        level=logging.DEBUG if "--verbose" in argv else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
     )
-    FLAGS.unparse_flags()
-    FLAGS(["jaxrec.train"] + rewrite_gin_args(argv))
+    if FLAGS.is_parsed():  # main() called again in one process (tests)
+        logging.disable(logging.INFO)  # absl logs that it unparses
+        FLAGS.unparse_flags()
+        logging.disable(logging.NOTSET)
+    try:
+        FLAGS(["jaxrec.train"] + rewrite_gin_args(argv))
+    except flags.Error as e:
+        print(f"jaxrec.train: error: {e}", file=sys.stderr)
+        return 2
+    quiet.set_verbosity(FLAGS.verbose)
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes
     gin.clear_config()
     search_paths = [*FLAGS.gin_search_paths, _REPO_GIN_DIR]
@@ -361,17 +431,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         gin.add_config_file_search_path(path)
     try:
         gin_files = [_resolve_gin_file(f, search_paths) for f in FLAGS.gin_file]
-        gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
+        try:
+            gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
+        except (ValueError, SyntaxError, tokenize.TokenError) as e:
+            if debug:
+                raise
+            raise DataError(explain_gin_error(e)) from None
+        check_overrides(FLAGS.gin_bindings)  # before any work
         multihost = {"auto": None, "true": True, "false": False}[FLAGS.multihost]
         train(multihost=multihost)
-    except FileNotFoundError as e:
-        print(f"jaxrec.train: error: {e}", file=sys.stderr)
-        return 2
     except trainer.NonFiniteLossError as e:
-        print(f"jaxrec.train: error: {e}", file=sys.stderr)
+        print(f"jaxrec.train: error: {_first_line(e)}", file=sys.stderr)
         return 1
-    except DataError as e:
-        print(f"jaxrec.train: error: {e}", file=sys.stderr)
+    except (DataError, FileNotFoundError) as e:
+        if debug:
+            raise
+        print(f"jaxrec.train: error: {_first_line(e)}", file=sys.stderr)
         return 2
     return 0
 

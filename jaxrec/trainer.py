@@ -26,7 +26,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxrec import partitioning
+from jaxrec import metrics_log, partitioning
 
 Batch = dict[str, Any]
 # Model inputs taken from a feature-converted seqio batch (EncDecFeatureConverter's names).
@@ -365,6 +365,8 @@ def train_loop(
     if start >= cfg.train_steps:
         logging.info("already at step %d >= train_steps %d", start, cfg.train_steps)
         return history
+    if metrics_path and jax.process_index() == 0:
+        metrics_log.prepare_for_resume(metrics_path, start)  # steps after `start` are redone
     iterator = batches(start)
     t_log = time.time()
     tokens_since_log = 0

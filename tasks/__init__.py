@@ -11,7 +11,9 @@ environment variables (gin files set them in `tpu_scripts`/run scripts, or set t
                            gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model
                            (default: train a small local model on the dataset's text)
 
-A missing directory is logged and registers nothing, so imports never fail. Names follow
+A missing directory is logged and registers nothing. Representations named in
+JAXREC_ITEM_REPRS must be buildable (else the import fails with the reason); by default every
+feasible one is registered and the others are skipped with a WARNING. Names follow
 `{name}_{repr}_{task}` (e.g. `beauty_sid_retrieval`) and `{name}_{repr}_{cao,lcrec}`.
 """
 

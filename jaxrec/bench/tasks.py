@@ -62,7 +62,7 @@ def prepare_beauty(out_dir: str, num_users: int | None) -> str:
     released = ItemIndex.from_json(os.path.join(shared, "lcrec", "Beauty.index.json"))
     index = ItemIndex(tuple(released.tokens[int(it.original_id) - 1] for it in ds.items))
     write_dataset(ds, out_dir)
-    index.to_json(os.path.join(out_dir, "Beauty.index.json"))
+    index.to_json(os.path.join(out_dir, "Beauty.index.json"), dataset=ds)
     return out_dir
 
 

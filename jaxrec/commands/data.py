@@ -7,6 +7,7 @@ import os
 import time
 
 from jaxrec.data import canonical, prepare, stats, synthetic
+from jaxrec.data.dataset import DataError
 from jaxrec.data.processing import ITEM_ORDERS, PrepareOptions
 
 
@@ -17,6 +18,13 @@ def print_json(obj: dict) -> None:
 
 def _prepare(args) -> int:
     t0 = time.time()
+    canonical.check_out_dir(args.out, args.overwrite)  # before the (slow) preparation
+    out = os.path.abspath(args.out)
+    for given in (args.input, args.meta):
+        if given and (os.path.abspath(given) + os.sep).startswith(out + os.sep):
+            raise DataError(
+                f"{args.out}: --out holds the input {given}; --overwrite would delete it"
+            )
     options = PrepareOptions(
         kcore=args.kcore,
         dedupe=not args.keep_duplicates,
@@ -28,7 +36,7 @@ def _prepare(args) -> int:
     ds = prepare.prepare_dataset(
         args.source, args.input, args.meta, options, args.name, args.amazon_version
     )
-    path = canonical.write_dataset(ds, args.out)
+    path = canonical.write_dataset_dir(ds, args.out, overwrite=args.overwrite)
     summary = stats.dataset_stats(ds)
     summary["seconds"] = round(time.time() - t0, 3)
     summary["out"] = os.path.dirname(os.path.abspath(path))
@@ -82,7 +90,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--source", choices=prepare.SOURCES, required=True)
     p.add_argument("--input", required=True, help="reviews/ratings/sequence/inter file or dir")
     p.add_argument("--meta", default=None, help="item metadata file (see docs/data.md)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or empty)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out as a whole (nothing of the old directory is kept)",
+    )
     p.add_argument("--name", default=None, help="dataset name (default: from the file name)")
     p.add_argument("--kcore", type=int, default=5, help="iterated k-core (0 disables)")
     p.add_argument("--keep-duplicates", action="store_true", help="keep repeated user-item pairs")

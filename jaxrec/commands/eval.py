@@ -1,8 +1,10 @@
 """`jaxrec eval`: evaluate a trained MODEL_DIR on a prepared dataset's validation/test split.
 
-    jaxrec eval --model_dir /tmp/run --dataset /data/beauty --split test [--task retrieval]
-        [--checkpoint_step N] [--index FILE] [--num_beams 20] [--templates 0,1] [--json]
+    jaxrec eval --model-dir /tmp/run --dataset /data/beauty --split test [--task retrieval]
+        [--checkpoint-step N] [--index FILE] [--num-beams 20] [--templates 0,1] [--json]
         [--mesh auto|DATAxMODEL]
+
+(Underscore spellings such as `--model_dir` are accepted as aliases, as in every command.)
 
 Prints a summary (with `--json`, the last stdout line is one JSON object: `recall@K`/`ndcg@K`
 for retrieval, `hr@K`/`ndcg@K` for ranking, `rmse`/`mae`/`unparsable_ratings` for rating, plus
@@ -25,19 +27,19 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a trained model (full-ranking retrieval, ranking, rating)"
     )
-    p.add_argument("--model_dir", required=True, help="MODEL_DIR written by jaxrec.train")
-    p.add_argument("--checkpoint_step", type=int, default=None, help="default: latest")
+    p.add_argument("--model-dir", required=True, help="MODEL_DIR written by jaxrec.train")
+    p.add_argument("--checkpoint-step", type=int, default=None, help="default: latest")
     p.add_argument("--dataset", required=True, help="prepared dataset directory")
     p.add_argument("--split", choices=("validation", "test"), default="test")
     p.add_argument("--task", choices=("retrieval", "ranking", "rating"), default="retrieval")
     p.add_argument("--index", default=None, help="item index .index.json (item_repr sid)")
-    p.add_argument("--item_repr", default=None, help="default: from the trained task's name")
-    p.add_argument("--num_beams", type=int, default=20)
-    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--item-repr", default=None, help="default: from the trained task's name")
+    p.add_argument("--num-beams", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--templates", default="0", help="comma-separated eval template indices")
-    p.add_argument("--input_length", type=int, default=None, help="default: the trained one")
+    p.add_argument("--input-length", type=int, default=None, help="default: the trained one")
     p.add_argument("--unconstrained", action="store_true", help="free beam search (+invalid)")
-    p.add_argument("--max_users", type=int, default=None, help="evaluate the first N users")
+    p.add_argument("--max-users", type=int, default=None, help="evaluate the first N users")
     p.add_argument(
         "--mesh", default=None,
         help="shard over this host's devices: 'auto' (all on data) or DATAxMODEL, e.g. 4x2",

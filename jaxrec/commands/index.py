@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 
 from jaxrec.data.canonical import read_dataset
 from jaxrec.data.dataset import DataError
@@ -30,8 +31,8 @@ def add_parser(subparsers) -> None:
     build.add_argument(
         "--embeddings",
         default="auto",
-        help="auto | text | text-tfidf | attributes | PATH.npy (rqvae only); auto: text when "
-        "every item has text and the [text] extra is installed, else attributes",
+        help="auto | text | text-tfidf | attributes | PATH.npy (rqvae only); auto: attributes "
+        "when items have them, else text (MiniLM with the [text] extra, else TF-IDF)",
     )
     build.add_argument("--levels", type=int, default=4)
     build.add_argument("--codes", type=int, default=256, help="codes per level")
@@ -58,7 +59,10 @@ def add_parser(subparsers) -> None:
 
     check = sub.add_parser("check", help="report collisions and shape of an .index.json")
     check.add_argument("file", metavar="FILE")
-    check.add_argument("--dataset", help="prepared dataset whose catalogue the index must cover")
+    check.add_argument(
+        "--dataset",
+        help="prepared dataset the index must belong to (same item-id mapping, every item)",
+    )
     check.add_argument(
         "--resolve", metavar="OUT", help="also write a collision-free copy of FILE to OUT"
     )
@@ -103,7 +107,7 @@ def run_build(args: argparse.Namespace) -> int:
         dataset, args.method, embeddings, config, resolve=not args.keep_collisions
     )
     out = args.out or os.path.join(args.dataset_dir, f"{dataset.name}.index.json")
-    index.to_json(out)
+    index.to_json(out, dataset=dataset)
     report = {"out": out, "dataset": dataset.name, **report}
     report.pop("config", None)
     print(
@@ -123,11 +127,14 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from jaxrec.indexing.binding import verify_index
     from jaxrec.indexing.item_index import ItemIndex
 
-    num_items = None
+    num_items = dataset = None
     if args.dataset:
-        num_items = read_dataset(args.dataset).num_items
+        dataset = read_dataset(args.dataset)
+        num_items = dataset.num_items
+        verify_index(args.file, dataset, args.dataset)
     index = ItemIndex.from_json(args.file, num_items=num_items)
     groups = index.collisions()
     report = {
@@ -146,9 +153,12 @@ def run_check(args: argparse.Namespace) -> int:
         f"{report['collisions']} colliding item(s) in {report['collision_groups']} group(s)"
     )
     if args.resolve:
+        from jaxrec.indexing import binding
         from jaxrec.indexing.schemes import load_index
 
         load_index(args.file, num_items=num_items, resolve=True).to_json(args.resolve)
+        if os.path.exists(binding.record_path(args.file)):  # same items, same record
+            shutil.copyfile(binding.record_path(args.file), binding.record_path(args.resolve))
         report["resolved_out"] = args.resolve
         print(f"wrote {args.resolve} with every item unique")
     if args.json:

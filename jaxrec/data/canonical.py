@@ -6,8 +6,13 @@
     DIR/{name}.time.json       {"0": [1388534400, ...]}      aligned with inter (optional)
     DIR/{name}.negatives.json  {"0": [item x 99], ...}       fixed ranking negatives (optional)
     DIR/{name}.user.map.json   {"0": "A1YJEY40YUW4SE", ...}  dense user id -> source user id
-    DIR/{name}.meta.json       split, options, filter counts, leakage report
+    DIR/{name}.meta.json       split, options, filter counts, leakage report, and the
+                               fingerprint of the item-id mapping (see below)
     DIR/{name}.index.json      item tokens, written by `jaxrec index build` (LC-Rec)
+
+The item-id mapping (dense id -> source item id) is the `original_id` of each record of
+`{name}.item.json`; `meta.json` records its fingerprint (`item_map_fingerprint`), which
+`read_dataset` checks and an index's dataset record refers to (`jaxrec.indexing.binding`).
 
 `read_dataset(write_dataset(ds))` equals `ds` exactly (`Dataset.equals`).
 """
@@ -18,10 +23,13 @@ import glob
 import json
 import math
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 
 import numpy as np
 
-from jaxrec.data.dataset import DataError, Dataset, Item
+from jaxrec.data.dataset import DataError, Dataset, Item, item_map_fingerprint
 from jaxrec.data.formats import read_json_object
 
 FORMAT_VERSION = 1
@@ -67,8 +75,60 @@ def write_dataset(ds: Dataset, out_dir: str) -> str:
     if ds.negatives is not None:
         _dump({str(u): n.tolist() for u, n in enumerate(ds.negatives)}, p + ".negatives.json")
     _dump({str(u): name for u, name in enumerate(ds.users)}, p + ".user.map.json")
-    _dump({"format_version": FORMAT_VERSION, **ds.metadata}, p + ".meta.json", indent=2)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        **ds.metadata,
+        "item_map_fingerprint": ds.item_map_fingerprint(),
+    }
+    _dump(meta, p + ".meta.json", indent=2)
     return p + ".inter.json"
+
+
+def check_out_dir(out_dir: str, overwrite: bool) -> None:
+    """Refuse an existing, non-empty `out_dir` unless `overwrite` (checked before any work)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise DataError(f"{out_dir}: exists and is not a directory")
+    entries = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    if entries and not overwrite:
+        raise DataError(
+            f"{out_dir}: directory is not empty ({len(entries)} entries, e.g. {entries[0]!r}); "
+            "pass --overwrite to replace it as a whole"
+        )
+
+
+def replace_dir(out_dir: str, write: Callable[[str], object]) -> None:
+    """Run `write(tmp)` into a temporary sibling of `out_dir`, then swap it in as a whole.
+
+    A failure leaves `out_dir` untouched; an existing `out_dir` is replaced entirely (nothing of
+    the old directory survives), never merged into, so no stale file can outlive a rewrite.
+    """
+    out_dir = os.path.abspath(out_dir)
+    parent, base = os.path.split(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if os.path.exists(out_dir):
+        old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+        os.rmdir(old)
+        os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out_dir)
+
+
+def write_dataset_dir(ds: Dataset, out_dir: str, overwrite: bool = False) -> str:
+    """`write_dataset` into a fresh `out_dir` (see `check_out_dir`, `replace_dir`)."""
+    check_out_dir(out_dir, overwrite)
+    replace_dir(out_dir, lambda tmp: write_dataset(ds, tmp))
+    return os.path.join(os.path.abspath(out_dir), f"{ds.name}.inter.json")
 
 
 def find_dataset_name(data_dir: str) -> str:
@@ -106,6 +166,7 @@ def read_dataset(data_dir: str, name: str | None = None) -> Dataset:
         )
     metadata = read_json_object(meta_path)
     version = metadata.pop("format_version", None)
+    fingerprint = metadata.pop("item_map_fingerprint", None)
     if version != FORMAT_VERSION:
         raise DataError(f"{meta_path}: format_version {version!r}, expected {FORMAT_VERSION}")
     inter_path = p + ".inter.json"
@@ -142,6 +203,13 @@ def read_dataset(data_dir: str, name: str | None = None) -> Dataset:
     )
     timestamps = optional(".time.json", lambda t: np.array(t, np.int64))
     negatives = optional(".negatives.json", lambda n: np.array(n, np.int32))
+    if fingerprint is not None and fingerprint != item_map_fingerprint(
+        [it.original_id for it in items]
+    ):
+        raise DataError(
+            f"{item_path}: its item-id mapping does not match the fingerprint in {meta_path} "
+            "(files from different preparations)"
+        )
     try:
         return Dataset(
             name=name,

@@ -15,6 +15,7 @@ Every user has at least 3 interactions (enforced on construction).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +28,14 @@ MIN_SEQUENCE_LENGTH = 3
 
 class DataError(ValueError):
     """Bad input data: the message names the file, the line or record and the problem."""
+
+
+def item_map_fingerprint(source_ids: Sequence[str]) -> str:
+    """Fingerprint of an item-id mapping: the source item id of each dense id, in order."""
+    h = hashlib.sha256()
+    for sid in source_ids:
+        h.update(sid.encode("utf-8") + b"\0")
+    return "sha256:" + h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +143,10 @@ class Dataset:
     @property
     def num_interactions(self) -> int:
         return int(sum(len(s) for s in self.sequences))
+
+    def item_map_fingerprint(self) -> str:
+        """Fingerprint of the dense id -> source item id mapping (`Item.original_id`)."""
+        return item_map_fingerprint([it.original_id for it in self.items])
 
     @property
     def has_ratings(self) -> bool:

@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,7 +89,8 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
 def _parse_record(path: str, lineno: int, line: str, strict_json: bool) -> dict[str, Any]:
     try:
         record = json.loads(line) if strict_json else ast.literal_eval(line.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as e:
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        # TypeError: a literal such as {[1]: 2} (unhashable key); RecursionError: deep nesting
         kind = "JSON" if strict_json else "Python dict literal"
         raise DataError(f"{path}:{lineno}: malformed {kind}: {e}") from None
     if not isinstance(record, dict):
@@ -125,7 +127,7 @@ def detect_amazon_version(path: str) -> int:
         try:
             json.loads(line)
             return 2018
-        except ValueError:
+        except (ValueError, RecursionError):
             return 2014
     raise DataError(f"{path}: file is empty")
 
@@ -221,10 +223,19 @@ def read_amazon_ratings_csv(path: str, version: int = 2014) -> Interactions:
 
 # -- P5 / S3-Rec sequence files ---------------------------------------------------------------
 def read_sequence_txt(path: str) -> Interactions:
-    """`user item item ...` per line, chronological (S3-Rec `{Cat}.txt`, P5 sequential_data)."""
+    """`user item item ...` per line, chronological (S3-Rec `{Cat}.txt`, P5 sequential_data).
+
+    Every token is an integer id; anything else is an error at `file:line:column`.
+    """
     out = Interactions(source=f"p5:{os.path.basename(path)}", positions_only=True)
     seen: dict[str, int] = {}
     for lineno, line in iter_lines(path):
+        for m in re.finditer(r"\S+", line):
+            if not m.group().isdecimal() or not m.group().isascii():
+                what = "user" if m.start() == len(line) - len(line.lstrip()) else "item"
+                raise DataError(
+                    f"{path}:{lineno}:{m.start() + 1}: {what} id {m.group()!r} is not an integer"
+                )
         parts = line.split()
         user, seq = parts[0], parts[1:]
         if user in seen:
@@ -259,6 +270,8 @@ def read_json_object(path: str) -> dict[str, Any]:
         raise DataError(f"{path}: not valid UTF-8 at byte {e.start}") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a JSON object at the top level")
     return obj

@@ -101,6 +101,8 @@ def prepare_dataset(
         inter, meta = _read_p5(input_path, meta_path)
     else:
         input_path, inter, meta = _read_lcrec(input_path, meta_path)
+    if not len(inter):
+        raise DataError(f"{input_path}: no interactions (the file has no records)")
     name = name or default_name(source, input_path)
     ds = build_dataset(inter, meta, name, options, meta_path=meta_path)
     ds.metadata["input"] = {

@@ -31,8 +31,10 @@ class PrepareOptions:
       kcore: iterated k-core on users and items (5 in the field; 0 disables).
       dedupe: keep only the first interaction of a repeated (user, item) pair.
       item_order: "shuffle" (seeded random ids, the default: sequential ids leak order),
-        "first_seen" (ids by first appearance, as P5/S3-Rec do) or "original" (keep integer
-        source ids, shifted to 0-based).
+        "first_seen" (ids by first appearance, as P5/S3-Rec do) or "original" (keep the
+        integer source ids, shifted to 0-based when they start at 1 as P5's do; refused when
+        the kept ids are not contiguous, e.g. after k-core removed an item, rather than
+        renumbered).
       num_negatives: fixed ranking negatives per user (99 as in P5 / Cao et al.).
       history_cap: recorded default history length for generative models.
       seed: seed for shuffling and negatives.
@@ -147,15 +149,35 @@ def _finish_negatives(row, seq, num_items, num_negatives, seed, user):
     return np.array(chosen)
 
 
+def _original_order(item_ids: list[str], input_ids: list[str], source: str) -> list[str]:
+    """Kept source ids in id order, when they are contiguous from the input's first id."""
+    bad = next((it for it in item_ids if not it.isdigit()), None)
+    if bad is not None:
+        raise DataError(
+            f"{source}: item_order 'original' needs integer item ids, got {bad!r} "
+            "(use --item-order shuffle or first_seen)"
+        )
+    base = min(int(it) for it in set(input_ids))
+    if base not in (0, 1):
+        raise DataError(
+            f"{source}: item_order 'original' keeps 0- or 1-based source ids, but the smallest "
+            f"is {base} (use --item-order shuffle or first_seen)"
+        )
+    kept = sorted(item_ids, key=int)
+    first_gap = next((base + k for k, it in enumerate(kept) if int(it) != base + k), None)
+    if first_gap is not None:
+        raise DataError(
+            f"{source}: item_order 'original' would have to renumber ids: source item "
+            f"{first_gap} is not in the prepared data (removed by filtering or absent), so "
+            "later ids would shift; use --kcore 0, or --item-order shuffle or first_seen"
+        )
+    return kept
+
+
 def _item_order(item_ids: list[str], order: str, seed: int) -> list[str]:
     """Original item ids in the order of their new dense ids."""
     if order == "first_seen":
         return list(item_ids)
-    if order == "original":
-        try:
-            return sorted(item_ids, key=int)
-        except ValueError:
-            raise DataError("item_order='original' needs integer item ids") from None
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(item_ids))
     return [item_ids[p] for p in perm]
@@ -207,7 +229,10 @@ def build_dataset(
     for rows in user_rows.values():
         for r in rows:
             first_seen.setdefault(interactions.items[r], None)
-    old_items = _item_order(list(first_seen), options.item_order, options.seed)
+    if options.item_order == "original":
+        old_items = _original_order(list(first_seen), interactions.items, interactions.source)
+    else:
+        old_items = _item_order(list(first_seen), options.item_order, options.seed)
     new_id = {it: k for k, it in enumerate(old_items)}
 
     if item_meta is not None:

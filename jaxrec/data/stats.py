@@ -82,4 +82,6 @@ def stats_for_path(path: str) -> dict:
             f"{path}: unknown file type (expected .txt, .inter.json, .csv, reviews .json[.gz] "
             "or a dataset directory)"
         )
+    if not len(inter):
+        raise DataError(f"{path}: no interactions (the file has no records)")
     return interactions_stats(inter)

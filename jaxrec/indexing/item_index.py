@@ -76,12 +76,22 @@ class ItemIndex:
         """The item as it appears in a prompt or target, e.g. "<a_1><b_2><c_3><d_4>"."""
         return "".join(self.tokens[item])
 
-    def to_json(self, path: str) -> None:
+    def to_json(self, path: str, dataset=None) -> None:
+        """Write LC-Rec's `.index.json`; with `dataset`, also the record of which items it
+        indexes (`jaxrec.indexing.binding`), else any old record beside `path` is removed."""
+        from jaxrec.indexing import binding
+
         obj = {str(i): list(seq) for i, seq in enumerate(self.tokens)}
         tmp = path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, ensure_ascii=False)
             f.write("\n")
+        if dataset is not None:
+            if dataset.num_items != self.num_items:
+                raise ValueError(f"{self.num_items} items indexed, dataset has {dataset.num_items}")
+            binding.write_record(path, dataset)
+        elif os.path.exists(binding.record_path(path)):
+            os.remove(binding.record_path(path))
         os.replace(tmp, path)
 
     @classmethod

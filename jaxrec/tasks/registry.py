@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from jaxrec.data.canonical import find_dataset_name, read_dataset
 from jaxrec.data.dataset import DataError, Dataset
+from jaxrec.indexing.binding import verify_index
 from jaxrec.indexing.schemes import load_index
 from jaxrec.tasks import examples as ex_lib
 from jaxrec.tasks.items import ItemRenderer, make_renderer
@@ -196,6 +197,7 @@ def register_dataset_tasks(
                 f"{index_path}: no item index for item_repr 'sid' "
                 "(run `jaxrec index build` or pass index_path)"
             )
+        verify_index(index_path, ds, dataset_dir)  # an index of other items means nothing
         # Colliding items (e.g. LC-Rec's released Beauty index) are made unique, with a warning.
         index = load_index(index_path, num_items=ds.num_items, resolve=resolve_collisions)
     uinfo_path = user_info_path(dataset_dir, ds.name)
@@ -221,11 +223,19 @@ def register_dataset_tasks(
     }
     registered = []
     SKIPPED[prefix] = {}
-    for task, reason in source.available().items():
+    available = source.available()
+    if tasks is not None:  # asked for by name: each must exist and be buildable
+        unknown = [t for t in tasks if t not in available]
+        if unknown:
+            raise DataError(f"{prefix}: unknown task(s) {unknown}; known: {list(available)}")
+        infeasible = {t: available[t] for t in tasks if available[t]}
+        if infeasible:
+            t, reason = next(iter(infeasible.items()))
+            raise DataError(f"{dataset_dir}: task {prefix}_{t} was requested but {reason}")
+    for task, reason in available.items():
         if tasks is not None and task not in tasks:
             continue
         if reason:
-            log.info("%s: skipping task %s: %s", prefix, task, reason)
             SKIPPED[prefix][task] = reason
             continue
         task_name = f"{prefix}_{task}"
@@ -244,6 +254,13 @@ def register_dataset_tasks(
         )
         _SOURCES[task_name] = source
         registered.append(task)
+    if SKIPPED[prefix]:
+        log.warning(
+            "%s: skipped %d task(s) that cannot be built from this data: %s",
+            prefix,
+            len(SKIPPED[prefix]),
+            "; ".join(f"{t} ({r})" for t, r in SKIPPED[prefix].items()),
+        )
     names = [f"{prefix}_{t}" for t in registered]
     rates = mixture_rates or {}
     for mixture, members in (("cao", ex_lib.CAO_TASKS), ("lcrec", ex_lib.LCREC_TASKS)):
@@ -265,10 +282,13 @@ def register_reprs(dataset_dir: str, reprs: tuple[str, ...] | None = None, **kwa
     """Register every feasible item representation of a dataset (or those in `reprs`).
 
     Default: "sid" when `{dir}/{dataset}.index.json` (or `index_path`) exists, "id", and
-    "id_title"/"title" when every item has a title. Representations that cannot be built are
-    skipped with a log line; other keyword arguments go to `register_dataset_tasks`.
+    "id_title"/"title" when every item has a title; a default representation that cannot be
+    built is skipped with a WARNING saying why. A representation asked for in `reprs` that
+    cannot be built is an error (DataError with the reason). Other keyword arguments go to
+    `register_dataset_tasks`.
     """
     ds = load_dataset(dataset_dir, kwargs.get("dataset_name"))
+    explicit = reprs is not None
     if reprs is None:
         index_path = kwargs.get("index_path") or os.path.join(dataset_dir, f"{ds.name}.index.json")
         reprs = ("sid",) if os.path.exists(index_path) else ()
@@ -280,7 +300,9 @@ def register_reprs(dataset_dir: str, reprs: tuple[str, ...] | None = None, **kwa
         try:
             names += register_dataset_tasks(dataset_dir, item_repr=item_repr, **kwargs)
         except DataError as e:
-            log.info("%s: not registering item_repr %r: %s", dataset_dir, item_repr, e)
+            if explicit:
+                raise
+            log.warning("%s: skipped item_repr %r: %s", dataset_dir, item_repr, e)
     return names
 
 

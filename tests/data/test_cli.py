@@ -73,3 +73,21 @@ def test_bad_input_gives_one_clear_line(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"{bad}:2: duplicate user '1'" in proc.stderr
+
+
+def test_empty_input_is_one_line_exit_2(tmp_path, capsys):
+    empty = tmp_path / "Empty.txt"
+    empty.write_text("")
+    assert main(["data", "stats", str(empty)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"jaxrec: error: {empty}: no interactions (the file has no records)\n"
+    )
+    out = tmp_path / "ds"
+    argv = ["data", "prepare", "--source", "p5", "--input", str(empty), "--out", str(out)]
+    assert main(argv) == 2
+    assert (
+        capsys.readouterr().err
+        == f"jaxrec: error: {empty}: no interactions (the file has no records)\n"
+    )
+    assert not out.exists()

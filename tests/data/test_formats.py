@@ -173,3 +173,15 @@ def test_lcrec_inter_rejects_duplicate_users_and_bad_ids(tmp_path):
     path.write_text('{"0": [1, 2,')
     with pytest.raises(DataError, match=r"X\.inter\.json:1: malformed JSON"):
         formats.read_lcrec_inter(str(path))
+
+
+def test_sequence_txt_non_integer_token_is_an_error_at_line_and_column(tmp_path):
+    lines = [f"{u} {u + 1} {u + 2} {u + 3}" for u in range(1, 1000)]
+    lines.append("1000 7 B00abc 9")  # line 1000: an asin among integer ids
+    path = tmp_path / "Beauty.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"^{path}:1000:8: item id 'B00abc' is not an integer$"):
+        formats.read_sequence_txt(str(path))
+    path.write_text("u1 1 2 3\n")
+    with pytest.raises(DataError, match=r":1:1: user id 'u1' is not an integer"):
+        formats.read_sequence_txt(str(path))

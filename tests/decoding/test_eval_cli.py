@@ -56,8 +56,9 @@ def tiny_index() -> ItemIndex:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    write_dataset(tiny_dataset(), str(data))
-    tiny_index().to_json(str(data / "Mini.index.json"))
+    ds = tiny_dataset()
+    write_dataset(ds, str(data))
+    tiny_index().to_json(str(data / "Mini.index.json"), dataset=ds)
     names = registry.register_dataset_tasks(str(data), item_repr="sid", tasks=("retrieval",))
     vocab = registry.source_of(names[0]).vocabulary
     config = get_config("tiny", vocab_size=-(-vocab.vocab_size // 128) * 128, dropout_rate=0.0)

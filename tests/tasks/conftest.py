@@ -66,5 +66,5 @@ def tiny_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
     ds = make_dataset()
     write_dataset(ds, str(d))
-    make_index(ds.num_items).to_json(str(d / "Tiny.index.json"))
+    make_index(ds.num_items).to_json(str(d / "Tiny.index.json"), dataset=ds)
     return str(d)

@@ -19,7 +19,8 @@ def synth_dir(tmp_path_factory):
     ds = prepare_dataset("synthetic", str(raw), options=PrepareOptions(num_negatives=20))
     out = tmp_path_factory.mktemp("synth")
     write_dataset(ds, str(out))
-    make_index(ds.num_items, seed=1, levels=3, codes=8).to_json(str(out / f"{ds.name}.index.json"))
+    index = make_index(ds.num_items, seed=1, levels=3, codes=8)
+    index.to_json(str(out / f"{ds.name}.index.json"), dataset=ds)
     return str(out)
 
 

@@ -1,0 +1,21 @@
+"""Commands are quiet by default: no TensorFlow/XLA native notices before their own output."""
+
+import os
+import subprocess
+import sys
+
+NATIVE = ("oneDNN", "cudart_stub", "cuInit", "absl::InitializeLog", "cpu_feature_guard")
+
+
+def _run(*argv):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    cmd = [sys.executable, "-m", "jaxrec", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+
+
+def test_quiet_by_default_and_verbose_shows_native_logs(tiny_dir):
+    quiet = _run("tasks", "list", "--dataset", tiny_dir, "--item-repr", "id")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [ln for ln in quiet.stderr.splitlines() if any(n in ln for n in NATIVE)]
+    loud = _run("--verbose", "tasks", "list", "--dataset", tiny_dir, "--item-repr", "id")
+    assert any(n in loud.stderr for n in NATIVE)
