@@ -5,9 +5,11 @@ Legacy layout (t5x `Checkpointer`, as published for FLAN-T5 under
 `{'version': 3, 'optimizer': {'target': params, 'state': {...}}}` whose leaves are numpy arrays
 (small or unpartitioned values) or TensorStore zarr specs with paths relative to the checkpoint
 directory (`target.encoder.layers_0.attention.key.kernel/`, gzip chunks). Checkpoints written by
-newer t5x keep the msgpack under `checkpoint_N/state/checkpoint`; both are read. Orbax PyTree
-checkpoints are read when the tree holds `target` (or is the parameter tree itself). Optimizer
-state is ignored. Use through `jaxrec.models.checkpoints`.
+newer t5x keep the msgpack under `checkpoint_N/state/checkpoint`; both are read. Current t5x
+(Orbax `CheckpointManager`) writes an Orbax PyTree `{'state': {'step', 'param_states'},
+'target': params}` under `checkpoint_N/state/`; Orbax PyTree checkpoints are read when the tree
+holds `target` (or is the parameter tree itself), from `checkpoint_N/state` or the directory.
+Optimizer state is ignored when reading. Use through `jaxrec.models.checkpoints`.
 
 Paths may be local or remote (`gs://bucket/...`, anything `tf.io.gfile` reads): the msgpack
 goes through gfile, array leaves through TensorStore's `gcs` driver (Google default
@@ -145,11 +147,28 @@ def load_t5x_checkpoint(path: str, config: T5Config | None = None) -> tuple[T5Co
     return (config or config_from_params(params)), params
 
 
+def _orbax_item_dir(path: str) -> str:
+    """The Orbax PyTree directory of a checkpoint: current t5x writes `checkpoint_N/state`
+    (next to `dataset/` and `_CHECKPOINT_METADATA`); plain PyTree checkpoints are the
+    directory itself."""
+    from tensorflow.io import gfile
+
+    state = os.path.join(path, "state")
+    if gfile.isdir(state) and gfile.exists(os.path.join(state, "_METADATA")):
+        return state
+    return path
+
+
 def _load_orbax(path: str) -> Params:
     import orbax.checkpoint as ocp
 
+    item = _orbax_item_dir(path if _is_remote(path) else os.path.abspath(path))
     try:
-        tree = ocp.PyTreeCheckpointer().restore(path if _is_remote(path) else os.path.abspath(path))
+        with ocp.PyTreeCheckpointer() as ckpt:
+            meta = ckpt.metadata(item)
+            tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+            target = _restore_target(tree)
+            tree = ckpt.restore(item, args=ocp.args.PyTreeRestore(restore_args=target))
     except Exception as e:  # orbax raises several types for "not a checkpoint"
         raise ValueError(f"{path}: neither a T5X msgpack nor an Orbax checkpoint ({e})") from e
     for key in ("target", "params"):
@@ -158,6 +177,19 @@ def _load_orbax(path: str) -> Params:
     if not isinstance(tree, Mapping) or "encoder" not in tree:
         raise ValueError(f"{path}: no T5 parameter tree (target/encoder...) in the checkpoint")
     return _to_numpy(tree)
+
+
+def _restore_target(tree: Any) -> Any:
+    """Orbax restore args reading every array leaf as a host numpy array (no devices)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    is_array = lambda m: hasattr(m, "shape") and hasattr(m, "dtype")
+    return jax.tree.map(
+        lambda m: ocp.RestoreArgs(restore_type=np.ndarray) if is_array(m) else ocp.RestoreArgs(),
+        tree,
+        is_leaf=is_array,
+    )
 
 
 def _to_numpy(tree: Any) -> Any:

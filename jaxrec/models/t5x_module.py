@@ -21,6 +21,7 @@ from typing import Any
 
 import flax
 import flax.linen as nn
+import jax.numpy as jnp
 from flax.linen import partitioning as flax_partitioning
 
 from jaxrec.models.network import Transformer
@@ -52,5 +53,18 @@ def split_params_axes(variables: Mapping[str, Any]) -> dict[str, Any]:
 class T5XTransformer(Transformer):
     """`Transformer` whose `init` emits t5x's `params_axes` collection (see module docstring)."""
 
-    def init(self, rngs, *args, **kwargs):  # noqa: D102 (same signature as nn.Module.init)
+    def init(self, rngs, *args, **kwargs):
+        """`nn.Module.init`, returning `params` unboxed and `params_axes`.
+
+        t5x may initialise from float placeholders (`get_initial_variables` without
+        `input_types`, as `t5x.eval` does): token, position and segment arrays are cast to int32.
+        """
+        args = tuple(_as_int(a) for a in args)
+        kwargs = {k: _as_int(v) for k, v in kwargs.items()}
         return split_params_axes(super().init(rngs, *args, **kwargs))
+
+
+def _as_int(x: Any) -> Any:
+    if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating):
+        return x.astype(jnp.int32)
+    return x
