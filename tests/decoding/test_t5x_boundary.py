@@ -106,3 +106,22 @@ configs.T5Config.vocab_size = %VOCAB_SIZE
     params = T5XTransformer(cfg).init(jax.random.key(0), x, x, x, enable_dropout=False)["params"]
     got = model_config(params, dict(fields, emb_dim=999))  # shapes come from the checkpoint
     assert got == cfg.replace(dtype="bfloat16", dropout_rate=0.0)
+
+
+def test_ranking_metric_ranks_among_the_prompts_candidates():
+    source = _Source()
+    decoder = metrics.ItemDecoder(source)
+    decoder.__dict__["_candidates"] = {"prompt a": (0, 2, 3), "prompt b": (1, 2)}
+    post = metrics.task_metrics("ranking", source)["postprocess_fn"].func
+    s = _Source.renderer.strings
+    kw = dict(decoder=decoder, task="ranking")
+    targets = [
+        post(s[3], {"inputs_pretokenized": b"prompt a"}, True, **kw),
+        post(s[1], {"inputs_pretokenized": b"prompt b"}, True, **kw),
+    ]
+    assert targets == [(3, (0, 2, 3)), (1, (1, 2))]
+    # Best last; item 1 is no candidate of prompt a and is skipped there.
+    ranked = [post([s[3], s[1], s[0]], None, False, **kw), post([s[1], s[2]], None, False, **kw)]
+    got = metrics.ranking_metric(targets, ranked)
+    assert got["hr@1"] == 0.0 and got["hr@5"] == 1.0  # rank 2 for both
+    assert got["ndcg@5"] == pytest.approx(1 / np.log2(3))
