@@ -63,12 +63,13 @@ def canonical_spelling(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = canonical_spelling(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # t5x's `--gin.KEY=VALUE` shorthand (as for python -m jaxrec.train) -> `--gin=KEY=VALUE`,
+    # before the spelling rule so that gin names keep their underscores.
+    argv = [f"--gin={a[len('--gin.') :]}" if a.startswith("--gin.") else a for a in argv]
+    argv = canonical_spelling(argv)
     quiet.set_verbosity("-v" in argv or "--verbose" in argv)  # before TF/JAX are imported
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    # t5x's `--gin.KEY=VALUE` shorthand (as for python -m jaxrec.train) -> `--gin=KEY=VALUE`.
-    argv = [f"--gin={a[len('--gin.') :]}" if a.startswith("--gin.") else a for a in argv]
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

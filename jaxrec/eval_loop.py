@@ -264,8 +264,12 @@ def evaluate_model_dir(
     constrained: bool = True,
     max_users: int | None = None,
     mesh_shape: str | None = None,
+    model_config_path: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Evaluate a MODEL_DIR on a prepared dataset's split; returns (metrics, per-user rows).
+
+    MODEL_DIR is written by `jaxrec.train` or by `python -m t5x.train` (see
+    `jaxrec.model_dir.load_model_dir`, also for `model_config_path`).
 
     Prompts, vocabulary and item strings come from the task registry, exactly as in training.
     With several templates the headline figures are their mean and each template's figures
@@ -274,7 +278,7 @@ def evaluate_model_dir(
     from jaxrec.tasks import examples as ex_lib
     from jaxrec.tasks import registry
 
-    loaded = load_model_dir(model_dir, checkpoint_step, mesh_shape)
+    loaded = load_model_dir(model_dir, checkpoint_step, mesh_shape, model_config_path)
     info = loaded.vocab_info
     item_repr = item_repr or infer_item_repr(info.get("mixture_or_task_name", "")) or "sid"
     spm = info.get("sentencepiece_model_file")

@@ -1,6 +1,7 @@
 """A trained MODEL_DIR, restored: the network, its parameters and its vocabulary info.
 
-MODEL_DIR is what `jaxrec.train` writes: `model_config.json` (the `T5Config`), `vocabulary.json`
+MODEL_DIR is what `jaxrec.train` writes (or what `python -m t5x.train` writes, see
+`jaxrec.t5x_model_dir`): `model_config.json` (the `T5Config`), `vocabulary.json`
 (vocab size, EOS id, the task name and feature lengths), `vocab.model` when the SentencePiece
 model is a local file, and Orbax checkpoints under `checkpoints/<step>/default` (a `TrainState`:
 step, params, opt_state). Local paths and gs:// alike.
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrec import partitioning
+from jaxrec import partitioning, t5x_model_dir
 from jaxrec.data.dataset import DataError
 
 log = logging.getLogger(__name__)
@@ -139,31 +140,86 @@ def _param_shardings(model, mesh, rules) -> Any:
 
 
 def load_model_dir(
-    model_dir: str, step: int | None = None, mesh_shape: str | None = None
+    model_dir: str,
+    step: int | None = None,
+    mesh_shape: str | None = None,
+    model_config_path: str | None = None,
 ) -> LoadedModel:
     """Rebuild the network from `model_config.json` and restore its parameters (sharded over
-    a (data, model) mesh of this host's devices when `mesh_shape` is given, e.g. "auto")."""
+    a (data, model) mesh of this host's devices when `mesh_shape` is given, e.g. "auto").
+
+    A MODEL_DIR written by `python -m t5x.train` (config.gin + `checkpoint_N/`) is read too
+    (see `jaxrec.t5x_model_dir`). `model_config_path` names a `model_config.json`-style file
+    whose `T5Config` fields win over what the MODEL_DIR says.
+    """
     from jaxrec.models.configs import T5Config
     from jaxrec.models.network import Transformer
 
     cfg_path = os.path.join(model_dir, "model_config.json")
-    fields = _read_json(cfg_path)
-    known = {f.name for f in dataclasses.fields(T5Config)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise DataError(f"{cfg_path}: unknown T5Config field(s) {unknown}")
+    overrides = _config_fields(model_config_path) if model_config_path else {}
+    if not _exists(cfg_path) and t5x_model_dir.is_t5x_model_dir(model_dir):
+        return _load_t5x_model_dir(model_dir, step, mesh_shape, overrides)
+    fields = {**_config_fields(cfg_path), **overrides}
     config = T5Config(**fields).replace(dropout_rate=0.0)
     vocab_path = os.path.join(model_dir, "vocabulary.json")
     vocab_info = _read_json(vocab_path) if _exists(vocab_path) else {}
     model = Transformer(config)
-    mesh = rules = shardings = None
-    if mesh_shape is not None:
-        if jax.process_count() > 1:
-            raise ValueError("sharded evaluation runs on one host; got several processes")
-        mesh = partitioning.create_mesh(mesh_shape, jax.local_devices())
-        rules = partitioning.standard_logical_axis_rules()
-        shardings = _param_shardings(model, mesh, rules)
+    mesh, rules, shardings = _mesh(model, mesh_shape)
     params, step = restore_params(model_dir, step, shardings)
+    return _loaded(model_dir, model, params, step, vocab_info, mesh, rules)
+
+
+def _config_fields(path: str) -> dict[str, Any]:
+    from jaxrec.models.configs import T5Config
+
+    fields = _read_json(path)
+    known = {f.name for f in dataclasses.fields(T5Config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise DataError(f"{path}: unknown T5Config field(s) {unknown}")
+    if isinstance(fields.get("mlp_activations"), list):
+        fields["mlp_activations"] = tuple(fields["mlp_activations"])
+    return fields
+
+
+def _mesh(model, mesh_shape: str | None):
+    """(mesh, rules, parameter shardings), or Nones on one device."""
+    if mesh_shape is None:
+        return None, None, None
+    if jax.process_count() > 1:
+        raise ValueError("sharded evaluation runs on one host; got several processes")
+    mesh = partitioning.create_mesh(mesh_shape, jax.local_devices())
+    rules = partitioning.standard_logical_axis_rules()
+    return mesh, rules, _param_shardings(model, mesh, rules)
+
+
+def _loaded(model_dir, model, params, step, vocab_info, mesh, rules) -> LoadedModel:
     where = f"mesh {dict(mesh.shape)}" if mesh is not None else "one device"
     log.info("restored %s step %d on %s", model_dir, step, where)
     return LoadedModel(model, params, step, vocab_info, mesh=mesh, rules=rules)
+
+
+def _load_t5x_model_dir(
+    model_dir: str, step: int | None, mesh_shape: str | None, overrides: dict[str, Any]
+) -> LoadedModel:
+    """A t5x MODEL_DIR: parameters of `checkpoint_{step}` (default latest), config from the
+    checkpoint's shapes and config.gin."""
+    from jaxrec.models.network import Transformer
+    from jaxrec.models.t5x_format import load_t5x_checkpoint
+
+    steps = t5x_model_dir.checkpoint_steps(model_dir)
+    step = steps[-1] if step is None else int(step)
+    if step not in steps:
+        raise DataError(f"{model_dir}: no checkpoint_{step} (have {steps})")
+    _, params = load_t5x_checkpoint(os.path.join(model_dir, f"checkpoint_{step}"))
+    macros, gin_fields = t5x_model_dir.read_config_file(model_dir)
+    config = t5x_model_dir.model_config(params, gin_fields, overrides)
+    model = Transformer(config)
+    mesh, rules, shardings = _mesh(model, mesh_shape)
+    if shardings is None:
+        device = jax.local_devices()[0]
+        params = jax.tree.map(lambda x: jax.device_put(x, device), params)
+    else:
+        params = jax.tree.map(jax.device_put, params, shardings)
+    info = t5x_model_dir.vocab_info(macros)
+    return _loaded(model_dir, model, params, step, info, mesh, rules)

@@ -37,7 +37,7 @@ quiet.set_verbosity("--verbose" in sys.argv)  # before TensorFlow or JAX is impo
 from absl import flags  # noqa: E402
 
 import gin  # noqa: E402
-from jaxrec import optimizers, partitioning, trainer  # noqa: E402
+from jaxrec import optimizers, partitioning, t5x_bridge, trainer  # noqa: E402
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order", flag_values=FLAGS)
@@ -138,23 +138,6 @@ def make_batches(
         return ds.skip(start_step).as_numpy_iterator()
 
     return batches
-
-
-def task_vocabulary(mixture_or_task_name: str, module: str | None = None) -> Any:
-    """The targets vocabulary of a registered seqio task (for t5x gin files' VOCABULARY)."""
-    import seqio
-
-    if module:
-        importlib.import_module(module)
-    return seqio.get_mixture_or_task(mixture_or_task_name).output_features["targets"].vocabulary
-
-
-def padded_vocab_size(
-    mixture_or_task_name: str, module: str | None = None, multiple: int = 128
-) -> int:
-    """The task vocabulary's size rounded up to `multiple` (FLAN-T5 pads 32,100 to 32,128)."""
-    size = task_vocabulary(mixture_or_task_name, module).vocab_size
-    return -(-size // multiple) * multiple
 
 
 def _load_initial(path: str) -> tuple[Any, Any]:
@@ -308,7 +291,7 @@ def train(
         config = config.replace(dropout_rate=dropout_rate)
     if config.vocab_size < task_vocab:
         # FLAN-T5 pads its vocabulary to a multiple of 128; do the same for added item tokens.
-        config = config.replace(vocab_size=padded_vocab_size(mixture_or_task_name))
+        config = config.replace(vocab_size=t5x_bridge.padded_vocab_size(mixture_or_task_name))
         logging.info("vocab_size raised to %d for the task vocabulary", config.vocab_size)
     model = network.Transformer(config)
 

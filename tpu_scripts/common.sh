@@ -38,7 +38,16 @@ LOG_DIR="${LOG_DIR:-jaxrec_logs}"
 # jax[tpu] matching setup.py's jax pin; libtpu wheels are on this index.
 JAX_TPU_SPEC="${JAX_TPU_SPEC:-jax[tpu]>=0.10.2,<0.11}"
 LIBTPU_INDEX="https://storage.googleapis.com/jax-releases/libtpu_releases.html"
+# t5x and the two packages it imports that are not on PyPI, at the commits jaxrec is tested
+# with; installed with --no-deps so their metadata cannot replace jax/flax/optax/seqio/clu.
 T5X_REPO="${T5X_REPO:-https://github.com/google-research/t5x}"
+T5X_REF="${T5X_REF:-cc342d419ec3e3e9c4bf1df33c82330cafdc1e16}"
+AIRIO_REPO="${AIRIO_REPO:-https://github.com/google/airio}"
+AIRIO_REF="${AIRIO_REF:-69897df7d9a427b947a9f7bb4164c7782b43e601}"
+JESTIMATOR_REPO="${JESTIMATOR_REPO:-https://github.com/google-research/jestimator}"
+JESTIMATOR_REF="${JESTIMATOR_REF:-326824a477feef6d92e6f44175000907a72899ca}"
+# The registry packages t5x needs beyond jaxrec's own dependencies.
+T5X_EXTRA_PACKAGES="fiddle jaxtyping chex cached_property grain"
 
 die() {
   echo "error: $*" >&2

@@ -6,7 +6,10 @@
 # JAXREC_REPO is a git URL (cloned at JAXREC_REF into ~/REMOTE_DIR) or a local sdist
 # (.tar.gz, copied to every host and unpacked there); either way the checkout keeps gin/ and
 # tasks/ next to the package and is installed editable with `jax[tpu]`.
-# --with-t5x     also clone t5x (T5X_REPO) and pip install it, for `python -m t5x.train`.
+# --with-t5x     also install t5x, airio and jestimator from git at T5X_REF, AIRIO_REF and
+#                JESTIMATOR_REF with `pip install --no-deps` (their metadata would pull flax,
+#                optax, seqio and clu from git HEAD over jaxrec's pins), then the few registry
+#                packages t5x imports (T5X_EXTRA_PACKAGES), for `python -m t5x.train`.
 # --data DIR     copy a prepared dataset directory to ~/data/<name> on every host (small
 #                datasets; large ones belong on GCS).
 
@@ -43,7 +46,8 @@ else
 fi
 tpu_ssh all "set -e; mkdir -p ~/$LOG_DIR; $get_code; $pip_tpu; pip install -e ~/$REMOTE_DIR"
 if [[ $with_t5x == 1 ]]; then
-  tpu_ssh all "set -e; rm -rf ~/t5x && git clone $T5X_REPO ~/t5x && pip install -e ~/t5x && $pip_tpu"
+  t5x_pkgs="git+$T5X_REPO@$T5X_REF git+$AIRIO_REPO@$AIRIO_REF git+$JESTIMATOR_REPO@$JESTIMATOR_REF"
+  tpu_ssh all "set -e; pip install --no-deps $t5x_pkgs && pip install $T5X_EXTRA_PACKAGES"
 fi
 if [[ -n "$data_dir" ]]; then
   tpu_ssh all "mkdir -p ~/data"

@@ -5,7 +5,8 @@
 #
 # Default: `python3 -m jaxrec.train --gin_file=$GIN_FILE --gin.MODEL_DIR=$MODEL_DIR ...`; the
 # trainer calls jax.distributed.initialize() itself on a pod. --t5x runs
-# `python3 -m t5x.train` with t5x's flags instead (GIN_FILE then one of gin/t5x/*.gin).
+# `python3 -m t5x.train --gin_search_paths=gin` with t5x's flags instead (GIN_FILE then
+# gin/t5x/finetune_jaxrec.gin or pretrain_jaxrec.gin; t5x finds its own configs/runs/*.gin).
 # Extra --gin.KEY=VALUE arguments are passed through. Output: ~/LOG_DIR/train.log on every
 # host (watch it with logs.sh). --foreground keeps the ssh session attached instead.
 # REMOTE_ENV (e.g. "JAXREC_BEAUTY_DIR=/home/me/data/Beauty") is set for the command: the seqio
@@ -33,7 +34,7 @@ gcloud_flags
 multihost="${MULTIHOST:-$(is_multihost "$ACCELERATOR_TYPE")}"
 
 if [[ $use_t5x == 1 ]]; then
-  cmd="python3 -m t5x.train --gin_search_paths=.,../t5x --gin_file=$GIN_FILE --gin.MODEL_DIR=\\\"$MODEL_DIR\\\" --alsologtostderr"
+  cmd="python3 -m t5x.train --gin_search_paths=gin --gin_file=$GIN_FILE --gin.MODEL_DIR=\\\"$MODEL_DIR\\\" --alsologtostderr"
 else
   cmd="python3 -m jaxrec.train --multihost=$multihost --gin_file=$GIN_FILE --gin.MODEL_DIR=$MODEL_DIR"
 fi

@@ -1,8 +1,8 @@
 """`jaxrec eval`: evaluate a trained MODEL_DIR on a prepared dataset's validation/test split.
 
     jaxrec eval --model-dir /tmp/run --dataset /data/beauty --split test [--task retrieval]
-        [--checkpoint-step N] [--index FILE] [--num-beams 20] [--templates 0,1] [--json]
-        [--mesh auto|DATAxMODEL]
+        [--checkpoint-step N] [--model-config FILE] [--index FILE] [--num-beams 20]
+        [--templates 0,1] [--json] [--mesh auto|DATAxMODEL]
 
 (Underscore spellings such as `--model_dir` are accepted as aliases, as in every command.)
 
@@ -27,7 +27,15 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="evaluate a trained model (full-ranking retrieval, ranking, rating)"
     )
-    p.add_argument("--model-dir", required=True, help="MODEL_DIR written by jaxrec.train")
+    p.add_argument(
+        "--model-dir", required=True,
+        help="MODEL_DIR written by jaxrec.train or by python -m t5x.train (config.gin + "
+        "checkpoint_N/)",
+    )  # fmt: skip
+    p.add_argument(
+        "--model-config", default=None,
+        help="model_config.json-style file of T5Config fields; overrides the MODEL_DIR's",
+    )  # fmt: skip
     p.add_argument("--checkpoint-step", type=int, default=None, help="default: latest")
     p.add_argument("--dataset", required=True, help="prepared dataset directory")
     p.add_argument("--split", choices=("validation", "test"), default="test")
@@ -69,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         num_beams=args.num_beams, batch_size=args.batch_size,
         templates=tuple(int(t) for t in args.templates.split(",")),
         input_length=args.input_length, constrained=not args.unconstrained,
-        max_users=args.max_users, mesh_shape=args.mesh,
+        max_users=args.max_users, mesh_shape=args.mesh, model_config_path=args.model_config,
     )  # fmt: skip
     out = args.out or os.path.join(
         args.model_dir, f"eval_{args.task}_{args.split}_step{result['step']}.jsonl"

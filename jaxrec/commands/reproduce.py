@@ -89,7 +89,7 @@ def add_parser(subparsers) -> None:
     t.add_argument("--index", help="semantic-id index (.index.json); default: build an RQ-VAE one")
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--minutes", type=float, help="wall-clock budget (default: the recipe's)")
-    t.add_argument("--gin_file", "--gin-file", action="append", default=[],
+    t.add_argument("--gin-file", action="append", default=[], dest="gin_file",
                    help=f"recipe gin file(s) (default {DEFAULT_RECIPE})")  # fmt: skip
     t.add_argument("--gin", action="append", default=[], metavar="KEY=VALUE",
                    help="a binding, e.g. --gin TrainSettings.learning_rate=1e-3")  # fmt: skip

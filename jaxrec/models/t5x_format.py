@@ -5,9 +5,11 @@ Legacy layout (t5x `Checkpointer`, as published for FLAN-T5 under
 `{'version': 3, 'optimizer': {'target': params, 'state': {...}}}` whose leaves are numpy arrays
 (small or unpartitioned values) or TensorStore zarr specs with paths relative to the checkpoint
 directory (`target.encoder.layers_0.attention.key.kernel/`, gzip chunks). Checkpoints written by
-newer t5x keep the msgpack under `checkpoint_N/state/checkpoint`; both are read. Orbax PyTree
-checkpoints are read when the tree holds `target` (or is the parameter tree itself). Optimizer
-state is ignored. Use through `jaxrec.models.checkpoints`.
+newer t5x keep the msgpack under `checkpoint_N/state/checkpoint`; both are read. Current t5x
+(Orbax `CheckpointManager`) writes an Orbax PyTree `{'state': {'step', 'param_states'},
+'target': params}` under `checkpoint_N/state/`; Orbax PyTree checkpoints are read when the tree
+holds `target` (or is the parameter tree itself), from `checkpoint_N/state` or the directory.
+Optimizer state is ignored when reading. Use through `jaxrec.models.checkpoints`.
 
 Paths may be local or remote (`gs://bucket/...`, anything `tf.io.gfile` reads): the msgpack
 goes through gfile, array leaves through TensorStore's `gcs` driver (Google default
@@ -145,11 +147,28 @@ def load_t5x_checkpoint(path: str, config: T5Config | None = None) -> tuple[T5Co
     return (config or config_from_params(params)), params
 
 
+def _orbax_item_dir(path: str) -> str:
+    """The Orbax PyTree directory of a checkpoint: current t5x writes `checkpoint_N/state`
+    (next to `dataset/` and `_CHECKPOINT_METADATA`); plain PyTree checkpoints are the
+    directory itself."""
+    from tensorflow.io import gfile
+
+    state = os.path.join(path, "state")
+    if gfile.isdir(state) and gfile.exists(os.path.join(state, "_METADATA")):
+        return state
+    return path
+
+
 def _load_orbax(path: str) -> Params:
     import orbax.checkpoint as ocp
 
+    item = _orbax_item_dir(path if _is_remote(path) else os.path.abspath(path))
     try:
-        tree = ocp.PyTreeCheckpointer().restore(path if _is_remote(path) else os.path.abspath(path))
+        with ocp.PyTreeCheckpointer() as ckpt:
+            meta = ckpt.metadata(item)
+            tree = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+            target = _restore_target(tree)
+            tree = ckpt.restore(item, args=ocp.args.PyTreeRestore(restore_args=target))
     except Exception as e:  # orbax raises several types for "not a checkpoint"
         raise ValueError(f"{path}: neither a T5X msgpack nor an Orbax checkpoint ({e})") from e
     for key in ("target", "params"):
@@ -158,6 +177,19 @@ def _load_orbax(path: str) -> Params:
     if not isinstance(tree, Mapping) or "encoder" not in tree:
         raise ValueError(f"{path}: no T5 parameter tree (target/encoder...) in the checkpoint")
     return _to_numpy(tree)
+
+
+def _restore_target(tree: Any) -> Any:
+    """Orbax restore args reading every array leaf as a host numpy array (no devices)."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    is_array = lambda m: hasattr(m, "shape") and hasattr(m, "dtype")
+    return jax.tree.map(
+        lambda m: ocp.RestoreArgs(restore_type=np.ndarray) if is_array(m) else ocp.RestoreArgs(),
+        tree,
+        is_leaf=is_array,
+    )
 
 
 def _to_numpy(tree: Any) -> Any:
@@ -170,17 +202,65 @@ def _strip_param_states(params: Params) -> Params:
     return {k: v for k, v in params.items() if k in ("token_embedder", "encoder", "decoder")}
 
 
-def save_t5x_checkpoint(path: str, params: Mapping[str, Any], step: int = 0) -> str:
+# t5x's Adafactor factors the second moment of a parameter of rank <= 2 over its two largest
+# dimensions when the smaller of them has at least this many entries (its default).
+ADAFACTOR_MIN_DIM_SIZE_TO_FACTOR = 128
+
+
+def adafactor_param_state(
+    shape: tuple[int, ...], min_dim_size_to_factor: int = ADAFACTOR_MIN_DIM_SIZE_TO_FACTOR
+) -> dict[str, np.ndarray]:
+    """The zero optimizer state t5x's `Adafactor` (default hyper-parameters: factored second
+    moments, no momentum) creates for a parameter of rank <= 2.
+
+    Factored: `v_row` is `shape` without its largest dimension, `v_col` without the second
+    largest (ties: the later axis counts as the larger), `v` and `m` are placeholders of shape
+    [1]. Otherwise `v` has the parameter's shape.
+    """
+    one = np.zeros((1,), np.float32)
+    state = {"m": one, "v": one, "v_col": one, "v_row": one}
+    order = np.argsort(shape, kind="stable")
+    if len(shape) >= 2 and shape[order[-2]] >= min_dim_size_to_factor:
+        largest, second = int(order[-1]), int(order[-2])
+        state["v_row"] = np.zeros(np.delete(shape, largest), np.float32)
+        state["v_col"] = np.zeros(np.delete(shape, second), np.float32)
+    else:
+        state["v"] = np.zeros(shape, np.float32)
+    return state
+
+
+def adafactor_param_states(params: Mapping[str, Any]) -> Params:
+    """`adafactor_param_state` of every parameter, in the parameter tree's layout."""
+    return {
+        k: adafactor_param_states(v)
+        if isinstance(v, Mapping)
+        else adafactor_param_state(tuple(np.shape(v)))
+        for k, v in params.items()
+    }
+
+
+def save_t5x_checkpoint(
+    path: str,
+    params: Mapping[str, Any],
+    step: int = 0,
+    param_states: Mapping[str, Any] | None = None,
+) -> str:
     """Writes `params` in the legacy T5X layout: `path/checkpoint_{step}/checkpoint` (msgpack)
     plus one gzip-compressed zarr TensorStore array per parameter, as t5x's `Checkpointer`
-    does for partitioned parameters. Returns the checkpoint directory."""
+    does for partitioned parameters. Returns the checkpoint directory.
+
+    The optimizer state holds the step and `param_states` (default: the zero state of t5x's
+    Adafactor, `adafactor_param_states`), so t5x restores the checkpoint with its default
+    `RestoreCheckpointConfig` (e.g. as INITIAL_CHECKPOINT_PATH of gin/t5x/finetune_jaxrec.gin).
+    Optimizer moments start from zero, as after `resize_vocab` they must.
+    """
     import tensorstore as ts
     from flax import serialization
 
     ckpt_dir = os.path.join(path, f"checkpoint_{step}")
     os.makedirs(ckpt_dir, exist_ok=True)
 
-    def write(name: str, value: Any) -> dict[str, Any]:
+    def write(name: str, value: Any) -> Any:
         value = np.asarray(value, dtype=np.float32)
         rel = name.replace("/", ".")
         spec = {
@@ -206,8 +286,17 @@ def save_t5x_checkpoint(path: str, params: Mapping[str, Any], step: int = 0) -> 
             out[key] = walk(value, name) if isinstance(value, Mapping) else write(name, value)
         return out
 
-    target = walk(params, "target")
-    contents = {"version": 3, "optimizer": {"target": target, "state": {"step": np.int32(step)}}}
+    if param_states is None:
+        param_states = adafactor_param_states(params)
+    # Adafactor's states are vectors (factored) or small: kept inline in the msgpack, as numpy
+    # arrays. (t5x reads TensorStore leaves onto devices with the state's logical axes, and
+    # its placeholders have none.)
+    inline = lambda node: {  # noqa: E731
+        k: inline(v) if isinstance(v, Mapping) else np.asarray(v, np.float32)
+        for k, v in node.items()
+    }
+    state = {"step": np.int32(step), "param_states": inline(param_states)}
+    contents = {"version": 3, "optimizer": {"target": walk(params, "target"), "state": state}}
     with open(os.path.join(ckpt_dir, "checkpoint"), "wb") as f:
         f.write(serialization.msgpack_serialize(contents))
     return ckpt_dir

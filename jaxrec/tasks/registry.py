@@ -32,6 +32,7 @@ from jaxrec.indexing.binding import verify_index
 from jaxrec.indexing.schemes import load_index
 from jaxrec.tasks import examples as ex_lib
 from jaxrec.tasks.items import ItemRenderer, make_renderer
+from jaxrec.tasks.metrics import task_metrics
 from jaxrec.tasks.templates import corpus as template_corpus
 from jaxrec.tasks.user_info import UserInfo, read_user_info, user_info_path
 from jaxrec.tasks.vocab import NUM_EXTRA_IDS, RecVocabulary, train_sentencepiece
@@ -250,7 +251,7 @@ def register_dataset_tasks(
                 seqio.preprocessors.append_eos_after_trim,
             ],
             output_features=features,
-            metric_fns=[],
+            **task_metrics(task, source),
         )
         _SOURCES[task_name] = source
         registered.append(task)

@@ -96,8 +96,11 @@ def test_setup_git_and_sdist():
     assert "tar xzf ~/jaxrec-0.1.0.tar.gz -C ~/jaxrec --strip-components=1" in out[1]
     assert out[2] == ssh(
         "all",
-        "set -e; rm -rf ~/t5x && git clone https://github.com/google-research/t5x ~/t5x && "
-        f"pip install -e ~/t5x && {pip}",
+        "set -e; pip install --no-deps "
+        "git+https://github.com/google-research/t5x@cc342d419ec3e3e9c4bf1df33c82330cafdc1e16 "
+        "git+https://github.com/google/airio@69897df7d9a427b947a9f7bb4164c7782b43e601 "
+        "git+https://github.com/google-research/jestimator@326824a477feef6d92e6f44175000907a72899ca"
+        " && pip install fiddle jaxtyping chex cached_property grain",
     )
     assert out[3:] == [
         ssh("all", "mkdir -p ~/data"),
@@ -116,12 +119,12 @@ def test_train_single_host_and_pod():
     ]
     env = lines("train", REMOTE_ENV="JAXREC_BEAUTY_DIR=/d/Beauty")
     assert env == [ssh("all", bg.format("env JAXREC_BEAUTY_DIR=/d/Beauty " + cmd.format("false")))]
-    fg = lines("train", "--foreground", "--t5x")
+    fg = lines("train", "--foreground", "--t5x", GIN_FILE="gin/t5x/finetune_jaxrec.gin")
     assert fg == [
         ssh(
             "all",
-            "cd ~/jaxrec && python3 -m t5x.train --gin_search_paths=.,../t5x "
-            "--gin_file=gin/experiments/tiger_beauty.gin "
+            "cd ~/jaxrec && python3 -m t5x.train --gin_search_paths=gin "
+            "--gin_file=gin/t5x/finetune_jaxrec.gin "
             '--gin.MODEL_DIR=\\"gs://bucket/runs/tiger\\" --alsologtostderr 2>&1 | '
             "tee ~/jaxrec_logs/train.log",
         )
