@@ -94,13 +94,18 @@ class _Clock:
         self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 1)
 
 
-def build_or_load_index(dataset: Dataset, cfg: RecipeConfig, index_path: str | None, out: str):
-    """The given index (collisions resolved) or a new RQ-VAE index written to `out`."""
+def build_or_load_index(
+    dataset: Dataset, dataset_dir: str, cfg: RecipeConfig, index_path: str | None, out: str
+):
+    """The given index (checked against the dataset's items, collisions resolved) or a new
+    RQ-VAE index written to `out` with its dataset record."""
     from jaxrec.indexing import build, embed
+    from jaxrec.indexing.binding import verify_index, write_record
     from jaxrec.indexing.rqvae import RQVAEConfig
     from jaxrec.indexing.schemes import load_index
 
     if index_path:
+        verify_index(index_path, dataset, dataset_dir)  # the index describes these items
         index = load_index(index_path, num_items=dataset.num_items)
         return index, {"index": index_path, "levels": index.levels}
     emb = embed.item_embeddings(dataset, cfg.index_embeddings, seed=cfg.seed, source=dataset.name)
@@ -110,6 +115,7 @@ def build_or_load_index(dataset: Dataset, cfg: RecipeConfig, index_path: str | N
     index, report = build.build_index(dataset, "rqvae", emb, rq)
     path = os.path.join(out, f"{dataset.name}.index.json")
     index.to_json(path)
+    write_record(path, dataset)
     report = {k: v for k, v in report.items() if k != "config"}
     return index, {"index": path, **report}
 
@@ -180,7 +186,7 @@ def run_tiger(
     dataset = dataset or read_dataset(dataset_dir)
 
     t = time.perf_counter()
-    index, index_report = build_or_load_index(dataset, cfg, index_path, out_dir)
+    index, index_report = build_or_load_index(dataset, dataset_dir, cfg, index_path, out_dir)
     if index.num_items != dataset.num_items:
         raise DataError(f"{index_report['index']}: {index.num_items} items, "
                         f"{dataset_dir} has {dataset.num_items}")  # fmt: skip
