@@ -50,14 +50,15 @@ class DemoConfig:
     # trained by jaxrec.train (retrieval + MIM + BPR + item<->index prompts).
     recipe: str = "prefix_shared"
     # prefix_shared: wall-clock minutes for training, selection and test retrieval.
-    generative_minutes: float = 4.0
+    generative_minutes: float = 5.0
+    generative_dropout: float = 0.1
     validation_users: int = 500
 
     @classmethod
     def quick(cls) -> DemoConfig:
         return cls(users=500, items=250, topics=10, index_epochs=60, train_steps=300,
                    batch_size=32, sasrec_epochs=15, sasrec_seconds=30.0,
-                   generative_minutes=1.5, validation_users=200)  # fmt: skip
+                   generative_minutes=3.0, validation_users=200)  # fmt: skip
 
 
 class _Stage:
@@ -156,7 +157,7 @@ def _train_prefix_shared(ds, data_dir: str, model_dir: str, cfg: DemoConfig) -> 
     recipe = reproduce.RecipeConfig(
         name="tiger_prefix_shared",
         model=cfg.model,
-        model_overrides=cfg.model_overrides + (("dropout_rate", 0.1),),
+        model_overrides=cfg.model_overrides + (("dropout_rate", cfg.generative_dropout),),
         train=TrainSettings(batch_size=16, learning_rate=cfg.learning_rate, seed=cfg.seed),
         minutes=cfg.generative_minutes,
         validation_users=min(cfg.validation_users, ds.num_users),

@@ -100,7 +100,7 @@ def build_or_load_index(
     """The given index (checked against the dataset's items, collisions resolved) or a new
     RQ-VAE index written to `out` with its dataset record."""
     from jaxrec.indexing import build, embed
-    from jaxrec.indexing.binding import verify_index, write_record
+    from jaxrec.indexing.binding import verify_index
     from jaxrec.indexing.rqvae import RQVAEConfig
     from jaxrec.indexing.schemes import load_index
 
@@ -114,8 +114,7 @@ def build_or_load_index(
     )
     index, report = build.build_index(dataset, "rqvae", emb, rq)
     path = os.path.join(out, f"{dataset.name}.index.json")
-    index.to_json(path)
-    write_record(path, dataset)
+    index.to_json(path, dataset=dataset)  # with the record of the items it indexes
     report = {k: v for k, v in report.items() if k != "config"}
     return index, {"index": path, **report}
 
