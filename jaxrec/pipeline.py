@@ -52,6 +52,8 @@ class DemoConfig:
     # prefix_shared: wall-clock minutes for training, selection and test retrieval.
     generative_minutes: float = 5.0
     generative_dropout: float = 0.1
+    # Item-id embeddings next to the semantic-id ones on the input side (output: semantic ids).
+    item_id_inputs: bool = True
     validation_users: int = 500
 
     @classmethod
@@ -157,7 +159,9 @@ def _train_prefix_shared(ds, data_dir: str, model_dir: str, cfg: DemoConfig) -> 
     recipe = reproduce.RecipeConfig(
         name="tiger_prefix_shared",
         model=cfg.model,
-        model_overrides=cfg.model_overrides + (("dropout_rate", cfg.generative_dropout),),
+        model_overrides=cfg.model_overrides
+        + (("dropout_rate", cfg.generative_dropout), ("cross_recency_bias", True)),
+        item_id_inputs=cfg.item_id_inputs,
         train=TrainSettings(batch_size=16, learning_rate=cfg.learning_rate, seed=cfg.seed),
         minutes=cfg.generative_minutes,
         validation_users=min(cfg.validation_users, ds.num_users),

@@ -62,16 +62,27 @@ def history_inputs(histories: list, codes: np.ndarray, length: int) -> np.ndarra
     return out
 
 
-def shared_batch(rows: packing.Rows, codes: np.ndarray, eos_id: int) -> Batch:
+def with_item_ids(codes: np.ndarray) -> np.ndarray:
+    """`[num_items, k]` codes -> `[num_items, k + 1]` encoder inputs ending with item id + 1
+    (for a network with `num_input_items`)."""
+    ids = np.arange(1, len(codes) + 1, dtype=codes.dtype)[:, None]
+    return np.concatenate([codes, ids], axis=1)
+
+
+def shared_batch(
+    rows: packing.Rows, codes: np.ndarray, eos_id: int, input_codes: np.ndarray | None = None
+) -> Batch:
     """Prefix-shared model inputs from SASRec-style rows (`inputs`/`targets` = item id + 1).
 
     Returns the arrays in the module docstring: encoder `[rows, length, k]` and
-    `[rows, length]`, decoder `[rows, length * (k + 1)]`.
+    `[rows, length]`, decoder `[rows, length * (k + 1)]`. `input_codes` (default `codes`)
+    gives the encoder's per-item inputs, e.g. `with_item_ids(codes)`.
     """
     num_rows, length = rows.inputs.shape
     k = codes.shape[1]
+    input_codes = codes if input_codes is None else input_codes
     valid = rows.segments > 0  # [rows, length]
-    enc = np.where(valid[..., None], codes[np.maximum(rows.inputs - 1, 0)], 0)
+    enc = np.where(valid[..., None], input_codes[np.maximum(rows.inputs - 1, 0)], 0)
     dec_in, dec_tgt = target_blocks(np.where(valid, rows.targets - 1, -1), codes, eos_id)
     block = np.where(valid, np.arange(1, length + 1)[None], 0)  # one segment per target
     flat = (num_rows, length * (k + 1))
@@ -88,12 +99,18 @@ def shared_batch(rows: packing.Rows, codes: np.ndarray, eos_id: int) -> Batch:
 
 
 def per_prefix_batch(
-    histories: list, targets: np.ndarray, codes: np.ndarray, eos_id: int, length: int
+    histories: list,
+    targets: np.ndarray,
+    codes: np.ndarray,
+    eos_id: int,
+    length: int,
+    input_codes: np.ndarray | None = None,
 ) -> Batch:
     """TIGER-shaped rows: encoder `[n, length, k]` histories, decoder `[n, k + 1]` targets."""
     dec_in, dec_tgt = target_blocks(np.asarray(targets, np.int64), codes, eos_id)
+    input_codes = codes if input_codes is None else input_codes
     return {
-        "encoder_input_tokens": history_inputs(histories, codes, length),
+        "encoder_input_tokens": history_inputs(histories, input_codes, length),
         "decoder_input_tokens": dec_in,
         "decoder_target_tokens": dec_tgt,
     }

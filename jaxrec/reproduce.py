@@ -44,6 +44,8 @@ class RecipeConfig:
         prefix-shared fast variant).
       model: named T5 shape (`jaxrec.models.configs`), with `model_overrides` on top.
       encoder_causal: causal encoder (required by prefix-shared training).
+      item_id_inputs: add an item-id embedding to each history item's code embeddings (the
+        output stays the semantic id, decoded over the catalogue trie).
       train: how the network is trained (mode, batch, learning rate, ...).
       minutes: wall-clock budget of the whole run, index and test evaluation included.
       index_embeddings / index_levels / index_codes / index_epochs: the RQ-VAE index built
@@ -58,6 +60,7 @@ class RecipeConfig:
     model: str = "tiger"
     model_overrides: tuple[tuple[str, Any], ...] = ()
     encoder_causal: bool = True
+    item_id_inputs: bool = False
     train: TrainSettings = TrainSettings()
     minutes: float = 120.0
     index_embeddings: str = "auto"
@@ -196,11 +199,12 @@ def run_tiger(
     vocab = SidVocabulary.from_index(index)
     model_cfg = get_config(
         cfg.model, vocab_size=vocab.padded_vocab_size(), encoder_causal=cfg.encoder_causal,
+        num_input_items=dataset.num_items if cfg.item_id_inputs else 0,
         **dict(cfg.model_overrides),
     )  # fmt: skip
     settings = cfg.train
-    data = TrainingData(dataset, vocab, settings)
     rec = SidRetrieval(model_cfg, vocab, settings.history, settings.item_inputs)
+    data = TrainingData(dataset, vocab, settings, rec.input_codes if cfg.item_id_inputs else None)
     rng = np.random.default_rng(cfg.seed)
     val_users = np.sort(rng.permutation(dataset.num_users)[: cfg.validation_users])
     pop = popularity.evaluate(dataset, "test")

@@ -64,19 +64,27 @@ class TrainSettings:
 class TrainingData:
     """Epochs of training batches (host numpy), deterministic in (seed, epoch)."""
 
-    def __init__(self, dataset: Dataset, vocab: SidVocabulary, settings: TrainSettings):
+    def __init__(
+        self,
+        dataset: Dataset,
+        vocab: SidVocabulary,
+        settings: TrainSettings,
+        input_codes: np.ndarray | None = None,
+    ):
         self.settings = settings
         self.vocab = vocab
         windows = prefix_shared.training_windows(dataset, settings.history)
         if settings.mode == "prefix_shared":
             rows = prefix_shared.shared_rows(windows, settings.history)
-            self._arrays = prefix_shared.shared_batch(rows, vocab.codes, vocab.eos_id)
+            self._arrays = prefix_shared.shared_batch(rows, vocab.codes, vocab.eos_id, input_codes)
         else:
             histories, targets = prefix_shared.prefix_examples(windows)
             self._arrays = prefix_shared.per_prefix_batch(
-                histories, targets, vocab.codes, vocab.eos_id, settings.history
+                histories, targets, vocab.codes, vocab.eos_id, settings.history, input_codes
             )
         if not settings.item_inputs:
+            if input_codes is not None:
+                raise ValueError("item-id inputs need item-level inputs (item_inputs=True)")
             self._arrays = prefix_shared.to_token_level(self._arrays)
         self.num_rows = len(self._arrays["encoder_input_tokens"])
         self.num_targets = int(sum(len(w) - 1 for w in windows))
@@ -109,6 +117,10 @@ class SidRetrieval:
         self.vocab = vocab
         self.history = history
         self.item_inputs = item_inputs
+        # Encoder inputs per item: its codes (and its id + 1 when the network embeds ids).
+        self.input_codes = (
+            prefix_shared.with_item_ids(vocab.codes) if config.num_input_items else vocab.codes
+        )
         self.model = Transformer(config)
         self.mesh = partitioning.create_mesh("auto")
         self.rules = partitioning.standard_logical_axis_rules()
@@ -136,7 +148,10 @@ class SidRetrieval:
             else self.vocab.levels + 1
         )
         k = self.vocab.levels
-        input_len, levels = (settings.history, k) if self.item_inputs else (settings.history * k, 0)
+        width = self.input_codes.shape[1]
+        input_len, levels = (
+            (settings.history, width) if self.item_inputs else (settings.history * k, 0)
+        )
         setup = trainer.setup_state(
             self.model, tx, self.mesh, self.rules, input_len, target_len, levels
         )
@@ -172,7 +187,7 @@ class SidRetrieval:
                 self.model, self.vocab.eos_id, num_beams, None, self.table.max_length
             )
         generate = self._generate[key]
-        inputs = prefix_shared.history_inputs(list(histories), self.vocab.codes, self.history)
+        inputs = prefix_shared.history_inputs(list(histories), self.input_codes, self.history)
         if not self.item_inputs:
             inputs = inputs.reshape(len(inputs), -1)
         out = np.full((len(inputs), max_items), -1, np.int32)

@@ -43,6 +43,12 @@ class T5Config:
         encoding of a prefix of the input does not depend on what follows, so one pass over a
         user's sequence serves every next-item target ("prefix-shared" training, see
         `jaxrec.prefix_shared`). FLAN-T5 and TIGER are bidirectional (False).
+      num_input_items: with item-level encoder inputs, an item-id embedding of this many
+        items is added to each position's code embeddings; the inputs then carry the item id
+        + 1 as their last column (`[batch, length, k + 1]`). 0: codes only (TIGER).
+      cross_recency_bias: cross-attention gets a learned per-head bias by how far back an
+        encoder position lies from the latest one the decoder may see (`layers.RecencyBias`);
+        meant for causal item-level encoders, which cannot mark their last position.
     """
 
     vocab_size: int = FLAN_T5_VOCAB_SIZE
@@ -61,6 +67,8 @@ class T5Config:
     relative_attention_max_distance: int = 128
     layer_norm_epsilon: float = 1e-6
     encoder_causal: bool = False
+    num_input_items: int = 0
+    cross_recency_bias: bool = False
 
     def __post_init__(self):
         # gin and JSON give lists; keep the dataclass hashable (flax module attributes must be).

@@ -208,6 +208,33 @@ class RelativePositionBiases(nn.Module):
         return bias[None].astype(self.dtype)
 
 
+class RecencyBias(nn.Module):
+    """Per-head learned bias of cross-attention by recency: how many items an encoder position
+    lies before the decoder's latest visible one (0 = the latest; `max_distance - 1` and
+    beyond share one entry).
+
+    A causal encoder cannot mark its last position (a position never sees what follows), and
+    T5's cross-attention has no position bias, so without this the decoder cannot tell the
+    most recent history item from earlier ones.
+    """
+
+    num_heads: int
+    max_distance: int = 32
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, distance: Array) -> Array:
+        """`distance [batch, q, k]` int -> bias `[batch, heads, q, k]`."""
+        table = self.param(
+            "rel_embedding",
+            nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "relpos_buckets")),
+            (self.num_heads, self.max_distance),
+            jnp.float32,
+        )
+        d = jnp.clip(distance, 0, self.max_distance - 1)
+        return jnp.moveaxis(jnp.take(table, d, axis=1), 0, 1).astype(self.dtype)
+
+
 def mask_to_bias(mask: Array, dtype: Any = jnp.float32) -> Array:
     """Boolean attention mask -> additive bias (0 where attended, NEG_INF elsewhere)."""
     return jnp.where(mask, jnp.zeros((), dtype), jnp.asarray(NEG_INF, dtype))

@@ -112,6 +112,18 @@ def prefix_cross_mask(
     return mask[:, None]
 
 
+def recency_distance(encoder_valid: Array, decoder_cross_positions: Array | None) -> Array:
+    """`[batch, q, input_length]` (q = target length, or 1): latest visible encoder position
+    minus each encoder position. The latest is `decoder_cross_positions` (prefix-shared rows)
+    or, for left-aligned histories, the last real position of the row."""
+    length = encoder_valid.shape[1]
+    if decoder_cross_positions is None:
+        latest = jnp.sum(encoder_valid, axis=1, keepdims=True) - 1  # [batch, 1]
+    else:
+        latest = decoder_cross_positions  # [batch, q]
+    return latest[:, :, None] - jnp.arange(length)[None, None, :]
+
+
 class EncoderLayer(nn.Module):
     """Pre-norm self-attention + MLP block."""
 
@@ -177,7 +189,11 @@ class Encoder(nn.Module):
         # One additive bias for all layers: relative positions + padding/segment mask.
         bias = _relpos(cfg)(length, length, bidirectional=True)  # [1, heads, length, length]
         bias = bias + layers.mask_to_bias(mask, bias.dtype)  # [batch, heads, length, length]
-        if tokens.ndim == 3:  # [batch, length, k]: one position per item, its k tokens summed
+        if tokens.ndim == 3 and cfg.num_input_items:  # [batch, length, k + 1]: codes, id + 1
+            item = layers.Embed(cfg.num_input_items + 1, cfg.emb_dim, cfg.activation_dtype,
+                                name="item_embedder")  # fmt: skip
+            x = self.shared_embedding.sum_tokens(tokens[..., :-1]) + item(tokens[..., -1])
+        elif tokens.ndim == 3:  # [batch, length, k]: one position per item, its k tokens summed
             x = self.shared_embedding.sum_tokens(tokens)
         else:
             x = self.shared_embedding(tokens)
@@ -205,8 +221,12 @@ class Decoder(nn.Module):
         decode: bool = False,
         max_decode_length: int | None = None,
         cross_cache: str = "auto",
+        cross_distance: Array | None = None,
     ) -> Array:
-        """Returns logits `[batch, length, vocab]` (float32)."""
+        """Returns logits `[batch, length, vocab]` (float32).
+
+        `cross_distance [batch, length or 1, input_length]`: recency of each encoder position
+        for `config.cross_recency_bias`."""
         cfg = self.config
         stepping = decode and self.has_variable("cache", "cache_index")
         position = None
@@ -228,6 +248,10 @@ class Decoder(nn.Module):
             if self_mask is not None:
                 self_bias = self_bias + layers.mask_to_bias(self_mask, self_bias.dtype)
         cross_bias = layers.mask_to_bias(cross_mask, cfg.activation_dtype)
+        if cfg.cross_recency_bias:
+            recency = layers.RecencyBias(cfg.num_heads, dtype=cfg.activation_dtype,
+                                         name="recency_bias")  # fmt: skip
+            cross_bias = cross_bias + recency(cross_distance)
 
         y = _dropout(cfg, self.shared_embedding(tokens), deterministic)
         for i in range(cfg.num_decoder_layers):
@@ -319,6 +343,9 @@ class Transformer(nn.Module):
         """
         del decoder_positions
         enc_valid = input_mask(encoder_input_tokens)
+        cross_distance = None
+        if self.config.cross_recency_bias:
+            cross_distance = recency_distance(enc_valid, decoder_cross_positions)
         if decoder_cross_positions is not None:
             if decode:
                 raise ValueError("decoder_cross_positions is for teacher-forced training")
@@ -349,6 +376,7 @@ class Transformer(nn.Module):
             decode=decode,
             max_decode_length=max_decode_length,
             cross_cache=cross_cache,
+            cross_distance=cross_distance,
         )
 
     def __call__(

@@ -1,6 +1,7 @@
 """Prefix-shared training equals per-prefix training (losses and gradients), and the rows it
 builds say what the module docstring says."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,26 +51,34 @@ def test_rows_match_the_docstring_example():
     assert b["decoder_cross_positions"][0, :9].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
-@pytest.mark.parametrize("levels", [2, 4])
-def test_prefix_shared_equals_per_prefix_losses_and_gradients(levels):
+@pytest.mark.parametrize(
+    "levels,item_ids,recency", [(2, False, False), (4, False, True), (3, True, True)]
+)
+def test_prefix_shared_equals_per_prefix_losses_and_gradients(levels, item_ids, recency):
     history = 8
     cfg = get_config(
-        "tiny", vocab_size=64, dropout_rate=0.0, encoder_causal=True, num_encoder_layers=2
-    )
+        "tiny", vocab_size=64, dropout_rate=0.0, encoder_causal=True, num_encoder_layers=2,
+        num_input_items=40 if item_ids else 0, cross_recency_bias=recency,
+    )  # fmt: skip
     model = Transformer(cfg)
     codes = _codes(40, levels, 64)
+    inputs = prefix_shared.with_item_ids(codes) if item_ids else None
     rng = np.random.default_rng(1)
     windows = [rng.choice(40, size=n, replace=False) for n in (2, 5, 9, 3, 7, 9, 4)]
     rows = packing.pack_rows(windows, history)
-    shared = prefix_shared.shared_batch(rows, codes, EOS)
+    shared = prefix_shared.shared_batch(rows, codes, EOS, inputs)
     histories, targets = prefix_shared.prefix_examples(windows)
-    per = prefix_shared.per_prefix_batch(histories, targets, codes, EOS, history)
+    per = prefix_shared.per_prefix_batch(histories, targets, codes, EOS, history, inputs)
     assert len(rows.inputs) < len(targets)  # fewer rows than targets: packed
     assert int((shared["decoder_target_tokens"] > 0).sum()) == len(targets) * (levels + 1)
 
     params = model.init(jax.random.key(0), **{k: jnp.asarray(v) for k, v in per.items()})["params"]
-    params = jax.tree.map(lambda x: x.unbox() if hasattr(x, "unbox") else x, params,
-                          is_leaf=lambda x: hasattr(x, "unbox"))  # fmt: skip
+    params = nn.unbox(params)
+    if recency:  # zero-initialised; make it matter
+        table = params["decoder"]["recency_bias"]["rel_embedding"]
+        params["decoder"]["recency_bias"]["rel_embedding"] = jnp.linspace(
+            -2.0, 2.0, table.size
+        ).reshape(table.shape)
     grad = jax.jit(jax.value_and_grad(_loss_sum, argnums=1), static_argnums=0)
     loss_s, g_s = grad(model, params, {k: jnp.asarray(v) for k, v in shared.items()})
     loss_p, g_p = grad(model, params, {k: jnp.asarray(v) for k, v in per.items()})
@@ -92,8 +101,7 @@ def test_bidirectional_encoder_is_not_prefix_shareable():
     shared = prefix_shared.shared_batch(packing.pack_rows(windows, 8), codes, EOS)
     per = prefix_shared.per_prefix_batch(*prefix_shared.prefix_examples(windows), codes, EOS, 8)
     params = model.init(jax.random.key(0), **{k: jnp.asarray(v) for k, v in per.items()})
-    params = jax.tree.map(lambda x: x.unbox() if hasattr(x, "unbox") else x, params["params"],
-                          is_leaf=lambda x: hasattr(x, "unbox"))  # fmt: skip
+    params = nn.unbox(params["params"])
     a = _loss_sum(model, params, {k: jnp.asarray(v) for k, v in shared.items()})
     b = _loss_sum(model, params, {k: jnp.asarray(v) for k, v in per.items()})
     assert abs(float(a) - float(b)) > 1e-3 * abs(float(b))
