@@ -103,7 +103,8 @@ def _make_dataset(out: pathlib.Path) -> None:
     synthetic.generate(str(raw), num_users=40, num_items=60, num_topics=5, seed=1)
     ds = prepare_dataset("synthetic", str(raw), options=PrepareOptions(num_negatives=20))
     write_dataset(ds, str(out))
-    make_index(ds.num_items, seed=1, levels=3, codes=8).to_json(str(out / f"{ds.name}.index.json"))
+    index = make_index(ds.num_items, seed=1, levels=3, codes=8)
+    index.to_json(str(out / f"{ds.name}.index.json"), dataset=ds)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,10 @@ import pytest
 gin = pytest.importorskip("gin")
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted((REPO / "gin" / "experiments").glob("*.gin"))
+ALL_GIN = sorted((REPO / "gin" / "experiments").glob("*.gin"))
+# `jaxrec reproduce` recipes bind RecipeConfig; the others are python -m jaxrec.train runs.
+RECIPES = [p for p in ALL_GIN if "RecipeConfig." in p.read_text()]
+EXPERIMENTS = [p for p in ALL_GIN if p not in RECIPES]
 
 
 MACROS = (
@@ -98,3 +101,15 @@ def test_flan_recipes_bind_the_checkpoint_shape(parse, name, size):
         assert gin.query_parameter(f"jaxrec.models.configs.T5Config.{field}") == getattr(
             want, field
         )
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_reproduce_recipes_parse_into_a_recipe_config(path):
+    from jaxrec.commands.reproduce import recipe_config
+    from jaxrec.models import configs
+
+    cfg = recipe_config([str(path)], [])
+    configs.get_config(cfg.model, **dict(cfg.model_overrides))  # real model fields
+    assert cfg.minutes > 0 and cfg.train.mode in ("prefix_shared", "per_prefix")
+    assert cfg.encoder_causal or cfg.train.mode == "per_prefix"
+    gin.clear_config()
