@@ -167,8 +167,12 @@ class SidRetrieval:
         return state, step
 
     def run_step(self, step_fn, state, batch: dict[str, np.ndarray]):
+        """One training step, waited for: with several (e.g. forced host) devices, steps left
+        in flight together can deadlock in XLA:CPU's cross-device reductions."""
         with partitioning.mesh_context(self.mesh, self.rules):
-            return step_fn(state, partitioning.shard_batch(batch, self.mesh))
+            state, metrics = step_fn(state, partitioning.shard_batch(batch, self.mesh))
+        jax.block_until_ready(metrics["loss"])
+        return state, metrics
 
     # -- retrieval ---------------------------------------------------------------------------
     def retrieve(
@@ -179,8 +183,9 @@ class SidRetrieval:
         batch_size: int = 32,
         max_items: int = 20,
         progress: str | None = None,
-    ) -> np.ndarray:
-        """[n, max_items] ranked item ids (-1 padded) for item-id histories."""
+    ) -> tuple[np.ndarray, float]:
+        """[n, max_items] ranked item ids (-1 padded) for item-id histories, and the share of
+        returned sequences that are not catalogue items (0 with the constraint)."""
         key = num_beams
         if key not in self._generate:
             self._generate[key] = make_generate_fn(
@@ -191,6 +196,7 @@ class SidRetrieval:
         if not self.item_inputs:
             inputs = inputs.reshape(len(inputs), -1)
         out = np.full((len(inputs), max_items), -1, np.int32)
+        invalid, returned = 0, 0
         t0 = time.perf_counter()
         for start in range(0, len(inputs), batch_size):
             chunk = inputs[start : start + batch_size]
@@ -198,16 +204,18 @@ class SidRetrieval:
             if real < batch_size:  # one compiled shape
                 chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - real, 0)])
             seqs, scores = generate(params, chunk, self.constraint)
-            items, _ = sequences_to_items(
-                np.asarray(seqs)[:real], np.asarray(scores)[:real], self.table, max_items,
-                self._lookup,
-            )  # fmt: skip
+            scores = np.asarray(scores)[:real]
+            items, bad = sequences_to_items(
+                np.asarray(seqs)[:real], scores, self.table, max_items, self._lookup
+            )
             out[start : start + real] = items
+            invalid += int(bad.sum())
+            returned += int(np.isfinite(scores).sum())
             if progress and (start // batch_size) % 50 == 49:
                 done = start + real
                 rate = done / (time.perf_counter() - t0)
                 log.info("%s: %d/%d users (%.1f users/s)", progress, done, len(inputs), rate)
-        return out
+        return out, invalid / max(returned, 1)
 
     def evaluate(
         self,
@@ -222,11 +230,12 @@ class SidRetrieval:
         """Full-ranking Recall/NDCG@K on a split (all users, or `users`), history included."""
         users = np.arange(dataset.num_users) if users is None else np.asarray(users)
         examples = [dataset.example(int(u), split, self.history) for u in users]
-        ranked = self.retrieve(
+        ranked, invalid_rate = self.retrieve(
             params, [e.history for e in examples], num_beams, batch_size, max(ks),
             progress=f"{split} retrieval",
         )  # fmt: skip
         targets = np.array([e.target for e in examples], np.int64)
         metrics = evaluation.retrieval_metrics(ranked, targets, ks)
+        metrics["invalid_rate"] = invalid_rate
         metrics["num_users"] = len(users)
         return metrics
