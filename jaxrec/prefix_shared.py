@@ -33,7 +33,6 @@ from __future__ import annotations
 import numpy as np
 
 from jaxrec.baselines import packing
-from jaxrec.data.dataset import Dataset
 
 Batch = dict[str, np.ndarray]
 
@@ -139,13 +138,3 @@ def prefix_examples(windows: list[np.ndarray]) -> tuple[list[np.ndarray], np.nda
             histories.append(np.asarray(w[:t]))
             targets.append(int(w[t]))
     return histories, np.asarray(targets, np.int64)
-
-
-def training_windows(dataset: Dataset, history: int, users=None) -> list[np.ndarray]:
-    """Users' training windows (each next-item target once, up to `history` items of context)."""
-    return packing.training_windows(dataset, history, users)
-
-
-def shared_rows(windows: list[np.ndarray], history: int) -> packing.Rows:
-    """Windows packed into rows of `history` encoder positions (best-fit decreasing)."""
-    return packing.pack_rows(windows, history)

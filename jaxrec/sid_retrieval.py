@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from jaxrec import evaluation, optimizers, partitioning, prefix_shared, trainer
+from jaxrec.baselines import packing
 from jaxrec.data.dataset import Dataset
 from jaxrec.decoding import Constraint, leaf_sequences, sequences_to_items
 from jaxrec.generation import make_generate_fn
@@ -73,9 +74,9 @@ class TrainingData:
     ):
         self.settings = settings
         self.vocab = vocab
-        windows = prefix_shared.training_windows(dataset, settings.history)
+        windows = packing.training_windows(dataset, settings.history)
         if settings.mode == "prefix_shared":
-            rows = prefix_shared.shared_rows(windows, settings.history)
+            rows = packing.pack_rows(windows, settings.history)
             self._arrays = prefix_shared.shared_batch(rows, vocab.codes, vocab.eos_id, input_codes)
         else:
             histories, targets = prefix_shared.prefix_examples(windows)
