@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxrec import sid_aux
 from jaxrec.data.canonical import read_dataset
 from jaxrec.data.dataset import DataError, Dataset
 from jaxrec.indexing.sid_vocab import SidVocabulary
@@ -196,13 +197,15 @@ def run_tiger(
     log.info("index: %s (%.0f s)", index_report["index"], clock.seconds["index"])
 
     t = time.perf_counter()
+    settings = cfg.train
     vocab = SidVocabulary.from_index(index)
+    if settings.aux_tasks:  # task markers, <mask>, <sep>, attribute tokens
+        vocab = vocab.with_extra_tokens(sid_aux.extra_tokens(settings.aux_tasks, dataset))
     model_cfg = get_config(
         cfg.model, vocab_size=vocab.padded_vocab_size(), encoder_causal=cfg.encoder_causal,
         num_input_items=dataset.num_items if cfg.item_id_inputs else 0,
         **dict(cfg.model_overrides),
     )  # fmt: skip
-    settings = cfg.train
     rec = SidRetrieval(model_cfg, vocab, settings.history, settings.item_inputs)
     data = TrainingData(dataset, vocab, settings, rec.input_codes if cfg.item_id_inputs else None)
     rng = np.random.default_rng(cfg.seed)

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrec import evaluation, optimizers, partitioning, prefix_shared, trainer
+from jaxrec import evaluation, optimizers, partitioning, prefix_shared, sid_aux, trainer
 from jaxrec.baselines import packing
 from jaxrec.data.dataset import Dataset
 from jaxrec.decoding import Constraint, leaf_sequences, sequences_to_items
@@ -56,14 +56,29 @@ class TrainSettings:
     label_smoothing: float = 0.0
     z_loss: float = 0.0
     seed: int = 0
+    # Auxiliary tasks trained beside retrieval (`jaxrec.sid_aux.TASKS`), drawn anew each epoch:
+    # `aux_rate` examples per training window (mim, bpr) or per item (item2index, index2item).
+    aux_tasks: tuple[str, ...] = ()
+    aux_rate: float = 1.0
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        object.__setattr__(self, "aux_tasks", tuple(self.aux_tasks))  # gin gives lists
+        unknown = sorted(set(self.aux_tasks) - set(sid_aux.TASKS))
+        if unknown:
+            raise ValueError(f"unknown aux_tasks {unknown}; known: {list(sid_aux.TASKS)}")
+        if self.aux_tasks and (self.mode != "prefix_shared" or not self.item_inputs):
+            raise ValueError("aux_tasks are packed as prefix-shared rows with item-level "
+                             "inputs: set mode='prefix_shared' and item_inputs=True")  # fmt: skip
 
 
 class TrainingData:
-    """Epochs of training batches (host numpy), deterministic in (seed, epoch)."""
+    """Epochs of training batches (host numpy), deterministic in (seed, epoch).
+
+    With `settings.aux_tasks`, each epoch also holds that epoch's auxiliary rows
+    (`jaxrec.sid_aux`, drawn anew per epoch); their number is fixed by epoch 0 (a later epoch
+    with more rows uses a random subset of them, one with fewer repeats random ones)."""
 
     def __init__(
         self,
@@ -89,20 +104,51 @@ class TrainingData:
             self._arrays = prefix_shared.to_token_level(self._arrays)
         self.num_rows = len(self._arrays["encoder_input_tokens"])
         self.num_targets = int(sum(len(w) - 1 for w in windows))
+        self._aux, self._aux_epoch = None, (None, None)
+        self.num_aux_rows = 0
+        if settings.aux_tasks:
+            codes = vocab.codes if input_codes is None else input_codes
+            self._aux = sid_aux.AuxTasks(settings.aux_tasks, dataset, vocab, codes,
+                                         settings.history)  # fmt: skip
+            self.num_aux_rows = len(self._epoch_aux(0)["encoder_input_tokens"])
+            log.info("auxiliary tasks %s: %d rows per epoch beside %d retrieval rows",
+                     ", ".join(settings.aux_tasks), self.num_aux_rows, self.num_rows)  # fmt: skip
+
+    def _epoch_aux(self, epoch: int) -> dict[str, np.ndarray]:
+        """The auxiliary rows of `epoch` (`num_aux_rows` of them after epoch 0)."""
+        if self._aux_epoch[0] == epoch:
+            return self._aux_epoch[1]
+        rng = np.random.default_rng([self.settings.seed, epoch, 1])
+        examples = self._aux.examples(rng, self.settings.aux_rate)
+        k = self.vocab.levels
+        arrays = sid_aux.pack_examples(examples, self.settings.history, k, self.vocab.eos_id)
+        n = len(arrays["encoder_input_tokens"])
+        if epoch > 0 and n != self.num_aux_rows:
+            extra = rng.choice(n, size=max(self.num_aux_rows - n, 0))
+            keep = np.concatenate([rng.permutation(n)[: self.num_aux_rows], extra])
+            arrays = {key: v[keep] for key, v in arrays.items()}
+        self._aux_epoch = (epoch, arrays)
+        return arrays
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(self.num_rows // self.settings.batch_size, 1)
+        return max((self.num_rows + self.num_aux_rows) // self.settings.batch_size, 1)
 
     def batches(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Batches from global step `start_step` on (each epoch a seeded permutation)."""
         per_epoch, bs = self.steps_per_epoch, self.settings.batch_size
+        total = self.num_rows + self.num_aux_rows
         step = start_step
         while True:
             epoch, within = divmod(step, per_epoch)
-            order = np.random.default_rng([self.settings.seed, epoch]).permutation(self.num_rows)
+            order = np.random.default_rng([self.settings.seed, epoch]).permutation(total)
             idx = order[within * bs : (within + 1) * bs]
-            yield {k: v[idx] for k, v in self._arrays.items()}
+            if not self.num_aux_rows:
+                yield {k: v[idx] for k, v in self._arrays.items()}
+            else:
+                aux = self._epoch_aux(epoch)
+                main, other = idx[idx < self.num_rows], idx[idx >= self.num_rows] - self.num_rows
+                yield {k: np.concatenate([v[main], aux[k][other]]) for k, v in self._arrays.items()}
             step += 1
 
 

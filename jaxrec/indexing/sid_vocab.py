@@ -2,7 +2,9 @@
 item ids (TIGER): no SentencePiece pieces in the embedding or the softmax.
 
 Ids: 0 padding (also the decoder start token), 1 EOS, 2 unknown, then the index's item tokens
-in `ItemIndex.item_tokens()` order (level letter, then code).
+in `ItemIndex.item_tokens()` order (level letter, then code), then any extra tokens (task
+markers, attribute tokens of the auxiliary tasks in `jaxrec.sid_aux`), which never appear in
+an item's semantic id and so are never produced by the constrained search.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class SidVocabulary:
 
     tokens: tuple[str, ...]
     codes: np.ndarray  # [num_items, k] int32
+    extra_tokens: tuple[str, ...] = ()
 
     @classmethod
     def from_index(cls, index: ItemIndex) -> SidVocabulary:
@@ -37,13 +40,31 @@ class SidVocabulary:
         codes = np.array([[ids[t] for t in seq] for seq in index.tokens], np.int32)
         return cls(tokens, codes)
 
+    def with_extra_tokens(self, names: Sequence[str]) -> SidVocabulary:
+        """The same vocabulary with `names` appended after the item tokens (item ids kept)."""
+        names = tuple(names)
+        taken = set(self.tokens) | set(self.extra_tokens)
+        clash = sorted(taken.intersection(names)) or sorted(
+            {n for n in names if names.count(n) > 1}
+        )
+        if clash:
+            raise ValueError(f"extra tokens already in the vocabulary: {clash[:5]}")
+        return dataclasses.replace(self, extra_tokens=self.extra_tokens + names)
+
+    def token_id(self, name: str) -> int:
+        """Id of an extra token (a task marker or attribute token)."""
+        try:
+            return NUM_RESERVED + len(self.tokens) + self.extra_tokens.index(name)
+        except ValueError:
+            raise KeyError(f"{name!r} is not an extra token of this vocabulary") from None
+
     @property
     def eos_id(self) -> int:
         return EOS_ID
 
     @property
     def vocab_size(self) -> int:
-        return NUM_RESERVED + len(self.tokens)
+        return NUM_RESERVED + len(self.tokens) + len(self.extra_tokens)
 
     @property
     def levels(self) -> int:
@@ -59,8 +80,10 @@ class SidVocabulary:
         for i in ids:
             if i == EOS_ID:
                 break
-            if i >= NUM_RESERVED:
+            if NUM_RESERVED <= i < NUM_RESERVED + len(self.tokens):
                 out.append(self.tokens[i - NUM_RESERVED])
+            elif i >= NUM_RESERVED + len(self.tokens):
+                out.append(self.extra_tokens[i - NUM_RESERVED - len(self.tokens)])
             elif i == UNK_ID:
                 out.append("<unk>")
         return "".join(out)
