@@ -64,14 +64,21 @@ def _stats(args) -> int:
 
 
 def _synth(args) -> int:
-    summary = synthetic.generate(
-        args.out,
-        num_users=args.users,
-        num_items=args.items,
-        num_topics=args.topics,
-        mean_length=args.mean_length,
-        seed=args.seed,
-    )
+    canonical.check_out_dir(args.out, args.overwrite)
+    result = {}
+
+    def write(tmp: str) -> None:
+        result["summary"] = synthetic.generate(
+            tmp,
+            num_users=args.users,
+            num_items=args.items,
+            num_topics=args.topics,
+            mean_length=args.mean_length,
+            seed=args.seed,
+        )
+
+    canonical.replace_dir(args.out, write)  # all files at once, or none
+    summary = result["summary"]
     print(
         f"synthetic raw data in {args.out}: {summary['users']} users, {summary['items']} items, "
         f"{summary['interactions']} interactions; oracle recall@10 "
@@ -119,7 +126,12 @@ def add_parser(subparsers) -> None:
     s.set_defaults(func=_stats)
 
     g = sub.add_parser("synth", help="write the synthetic default (raw Amazon-2014 files)")
-    g.add_argument("--out", required=True)
+    g.add_argument("--out", required=True, help="output directory (new or empty)")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out as a whole (nothing of the old directory is kept)",
+    )
     g.add_argument("--users", type=int, default=2000)
     g.add_argument("--items", type=int, default=1000)
     g.add_argument("--topics", type=int, default=20)

@@ -1,4 +1,4 @@
-"""`jaxrec data prepare --out`: an existing directory is refused, or replaced as a whole."""
+"""`jaxrec data prepare/synth --out`: an existing directory is refused, or replaced as a whole."""
 
 import os
 
@@ -64,3 +64,17 @@ def test_overwrite_never_deletes_the_input(raw, tmp_path, capsys):
     assert _prepare(str(d), d, "--overwrite") == 2
     assert "--overwrite would delete it" in capsys.readouterr().err
     assert sorted(os.listdir(d)) == sorted(os.listdir(raw))
+
+
+def test_synth_refuses_a_non_empty_out_and_replaces_it_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "raw"
+    argv = ["data", "synth", "--out", str(out), "--users", "60", "--items", "40", "--topics", "3"]
+    assert main(argv) == 0
+    (out / "notes.txt").write_text("mine\n")
+    before = _snapshot(out)
+    assert main(argv + ["--seed", "1"]) == 2
+    assert f"{out}: directory is not empty" in capsys.readouterr().err
+    assert _snapshot(out) == before
+    assert main(argv + ["--seed", "1", "--overwrite"]) == 0
+    assert "notes.txt" not in os.listdir(out) and synthetic.REVIEWS_FILE in os.listdir(out)
+    assert _snapshot(out) != before

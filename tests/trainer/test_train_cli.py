@@ -105,6 +105,7 @@ def test_missing_gin_file_is_a_clear_error(capsys):
 
 def test_pretrain_gin_parses_with_t5x_defaults():
     gin.clear_config()
+    gin.add_config_file_search_path(str(REPO / "gin"))  # as jaxrec.train does (its includes)
     try:
         gin.parse_config_files_and_bindings(
             [str(REPO / "gin/runs/pretrain.gin")],
