@@ -60,6 +60,10 @@ class TrainSettings:
     # `aux_rate` examples per training window (mim, bpr) or per item (item2index, index2item).
     aux_tasks: tuple[str, ...] = ()
     aux_rate: float = 1.0
+    # Weight of an auxiliary next-item cross-entropy over all items at every encoder position,
+    # scored against the item-id input embedding (SASRec's objective, tied; needs item-id
+    # inputs). Training only: retrieval still decodes semantic ids over the trie.
+    next_item_loss: float = 0.0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -71,6 +75,10 @@ class TrainSettings:
         if self.aux_tasks and (self.mode != "prefix_shared" or not self.item_inputs):
             raise ValueError("aux_tasks are packed as prefix-shared rows with item-level "
                              "inputs: set mode='prefix_shared' and item_inputs=True")  # fmt: skip
+        if self.next_item_loss and (self.mode != "prefix_shared" or not self.item_inputs):
+            raise ValueError("next_item_loss scores every position of prefix-shared rows with "
+                             "item-level inputs: set mode='prefix_shared' and "
+                             "item_inputs=True")  # fmt: skip
 
 
 class TrainingData:
@@ -93,6 +101,11 @@ class TrainingData:
         if settings.mode == "prefix_shared":
             rows = packing.pack_rows(windows, settings.history)
             self._arrays = prefix_shared.shared_batch(rows, vocab.codes, vocab.eos_id, input_codes)
+            if settings.next_item_loss:
+                if input_codes is None or input_codes.shape[1] != vocab.levels + 1:
+                    raise ValueError("next_item_loss needs item-id inputs "
+                                     "(RecipeConfig.item_id_inputs=True)")  # fmt: skip
+                self._arrays["encoder_next_items"] = rows.targets.astype(np.int32)  # id + 1
         else:
             histories, targets = prefix_shared.prefix_examples(windows)
             self._arrays = prefix_shared.per_prefix_batch(
@@ -123,6 +136,8 @@ class TrainingData:
         k = self.vocab.levels
         arrays = sid_aux.pack_examples(examples, self.settings.history, k, self.vocab.eos_id)
         n = len(arrays["encoder_input_tokens"])
+        if "encoder_next_items" in self._arrays:  # no next-item targets in auxiliary rows
+            arrays["encoder_next_items"] = np.zeros_like(arrays["encoder_segment_ids"])
         if epoch > 0 and n != self.num_aux_rows:
             extra = rng.choice(n, size=max(self.num_aux_rows - n, 0))
             keep = np.concatenate([rng.permutation(n)[: self.num_aux_rows], extra])
@@ -206,7 +221,9 @@ class SidRetrieval:
         if init:
             with partitioning.mesh_context(self.mesh, self.rules):
                 state = setup.init(jax.random.key(settings.seed))
-        loss_cfg = trainer.LossConfig(settings.label_smoothing, settings.z_loss)
+        loss_cfg = trainer.LossConfig(
+            settings.label_smoothing, settings.z_loss, next_item_weight=settings.next_item_loss
+        )
         step = trainer.make_train_step(
             self.model, tx, schedule, setup.shardings, self.mesh, loss_cfg,
             dropout_seed=settings.seed, enable_dropout=self.config.dropout_rate > 0,

@@ -67,6 +67,10 @@ class LossConfig:
     label_smoothing: float = 0.0
     z_loss: float = 1e-4
     loss_normalizing_factor: float | str | None = "NUM_REAL_TARGET_TOKENS"
+    # Weight of the auxiliary next-item cross-entropy at every encoder position (batches with
+    # `encoder_next_items`, see `Transformer.logits_and_next_items`); summed like the token
+    # losses, so it shares their normaliser.
+    next_item_weight: float = 0.0
 
 
 def token_losses(
@@ -114,8 +118,12 @@ def loss_normalizer(weights: jax.Array, factor: float | str | None) -> jax.Array
     return jnp.asarray(float(factor), jnp.float32)
 
 
-def _apply_model(model: nn.Module, params, batch: Batch, rng, enable_dropout: bool):
+def _apply_model(
+    model: nn.Module, params, batch: Batch, rng, enable_dropout: bool, next_items: bool = False
+):
     kwargs = {k: batch[k] for k in _MODEL_KWARGS if k in batch}
+    if next_items:
+        kwargs["method"] = "logits_and_next_items"
     return model.apply(
         {"params": params},
         batch["encoder_input_tokens"],
@@ -127,9 +135,15 @@ def _apply_model(model: nn.Module, params, batch: Batch, rng, enable_dropout: bo
     )
 
 
+def _uses_next_items(batch: Batch, loss_cfg: LossConfig) -> bool:
+    return bool(loss_cfg.next_item_weight) and "encoder_next_items" in batch
+
+
 def _batch_sums(model, params, batch: Batch, rng, loss_cfg: LossConfig, dropout: bool):
     """Summed (not normalised) loss and counts of one (micro)batch."""
-    logits = _apply_model(model, params, batch, rng, dropout)  # [batch, len, vocab]
+    next_items = _uses_next_items(batch, loss_cfg)
+    out = _apply_model(model, params, batch, rng, dropout, next_items)
+    logits, item_logits = out if next_items else (out, None)  # [batch, len, vocab]
     targets = batch["decoder_target_tokens"]
     weights = batch.get("decoder_loss_weights", (targets > 0).astype(jnp.float32))
     weights = weights.astype(jnp.float32)
@@ -141,6 +155,16 @@ def _batch_sums(model, params, batch: Batch, rng, loss_cfg: LossConfig, dropout:
         "correct": jnp.sum(correct * weights),
         "weight": jnp.sum(weights),
     }
+    if next_items:
+        nxt = batch["encoder_next_items"]  # [batch, input_length] item id + 1, 0 = none
+        item_ce = (
+            jax.nn.logsumexp(item_logits, axis=-1)
+            - jnp.take_along_axis(item_logits, nxt[..., None], axis=-1)[..., 0]
+        )
+        real = (nxt > 0).astype(jnp.float32)
+        sums["next_item_loss"] = jnp.sum(item_ce * real)
+        sums["next_items"] = jnp.sum(real)
+        sums["loss"] = sums["loss"] + loss_cfg.next_item_weight * sums["next_item_loss"]
     return sums["loss"], sums
 
 
@@ -183,8 +207,9 @@ def make_train_step(
                 )  # fmt: skip
                 return jax.tree.map(jnp.add, carry, (g, s)), None
 
-            zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss", "z_loss", "correct")}
-            zero_sums["weight"] = jnp.zeros((), jnp.float32)
+            keys = ["loss", "z_loss", "correct", "weight"]
+            keys += ["next_item_loss", "next_items"] if _uses_next_items(batch, loss_cfg) else []
+            zero_sums = {k: jnp.zeros((), jnp.float32) for k in keys}
             init = (jax.tree.map(jnp.zeros_like, state.params), zero_sums)
             (grads, sums), _ = jax.lax.scan(body, init, (jnp.arange(num_microbatches), micro))
         grads = jax.tree.map(lambda g: g / normalizer, grads)
@@ -199,6 +224,8 @@ def make_train_step(
             "grad_norm": optax.global_norm(grads),
             "param_norm": optax.global_norm(params),
         }
+        if "next_items" in sums:  # the auxiliary next-item loss, per encoder position
+            metrics["next_item_loss"] = sums["next_item_loss"] / jnp.maximum(sums["next_items"], 1)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())
