@@ -182,3 +182,26 @@ def test_bad_task_settings_are_refused_with_the_reason():
     bare = _dataset(attributes=False)
     with pytest.raises(DataError, match="no item has attributes"):
         sid_aux.check_tasks(["item2index"], bare)
+
+
+def test_next_item_targets_cover_retrieval_rows_only():
+    ds = _dataset()
+    vocab = _vocab(ds, ("mim",))
+    codes = prefix_shared.with_item_ids(vocab.codes)
+    settings = TrainSettings(batch_size=4, history=8, aux_tasks=("mim",), next_item_loss=0.5)
+    data = TrainingData(ds, vocab, settings, codes)
+    mim = vocab.token_id("<task_mim>")
+    it = data.batches(0)
+    for _ in range(data.steps_per_epoch):
+        b = next(it)
+        enc, nxt = b["encoder_input_tokens"], b["encoder_next_items"]
+        aux_rows = (enc[:, :, 0] == mim).any(axis=1)
+        assert not nxt[aux_rows].any()  # auxiliary rows carry no next-item targets
+        real = b["encoder_segment_ids"][~aux_rows] > 0
+        assert ((nxt[~aux_rows] > 0) == real).all()  # every retrieval position has one
+        # the next item of position p is the item whose codes decoder block p emits
+        dec = b["decoder_target_tokens"][~aux_rows].reshape(len(real), 8, K + 1)[..., :K]
+        want = np.where(real[..., None], vocab.codes[np.maximum(nxt[~aux_rows] - 1, 0)], 0)
+        assert np.array_equal(dec, want)
+    with pytest.raises(ValueError, match="item-id inputs"):
+        TrainingData(ds, vocab, TrainSettings(next_item_loss=0.5))
