@@ -9,6 +9,7 @@ stderr file descriptor captured and everything but those known notices is writte
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.util
 import logging
@@ -77,3 +78,24 @@ def set_verbosity(verbose: bool) -> None:
         isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path
     ):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+class _GinIncludeProbes(logging.Filter):
+    """Drops gin's "Path not found: <include>" errors: for a relative include gin first probes
+    it as a Python package resource (and logs an error when it is not one) before it finds the
+    file on the config search path, so every include of our gin files printed a false error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Path not found: ")
+
+
+@contextlib.contextmanager
+def gin_include_probes_dropped():
+    """Within the block, gin's package-resource probes of includes log nothing."""
+    probe_filter = _GinIncludeProbes()
+    root = logging.getLogger()
+    root.addFilter(probe_filter)
+    try:
+        yield
+    finally:
+        root.removeFilter(probe_filter)

@@ -415,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         gin_files = [_resolve_gin_file(f, search_paths) for f in FLAGS.gin_file]
         try:
-            gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
+            with quiet.gin_include_probes_dropped():
+                gin.parse_config_files_and_bindings(gin_files, FLAGS.gin_bindings)
         except (ValueError, SyntaxError, tokenize.TokenError) as e:
             if debug:
                 raise

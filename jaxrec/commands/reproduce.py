@@ -19,7 +19,7 @@ _REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__f
 def recipe_config(gin_files: list[str], bindings: list[str]):
     """The `RecipeConfig` that the gin files and bindings describe (gin stays at this entry)."""
     import gin
-    from jaxrec import reproduce, sid_retrieval
+    from jaxrec import quiet, reproduce, sid_retrieval
     from jaxrec.data.dataset import DataError
     from jaxrec.train import rewrite_gin_args
 
@@ -37,7 +37,8 @@ def recipe_config(gin_files: list[str], bindings: list[str]):
         files.append(path)
     binds = [a.split("=", 1)[1] for a in rewrite_gin_args([f"--gin.{b}" for b in bindings])]
     try:
-        gin.parse_config_files_and_bindings(files, binds)
+        with quiet.gin_include_probes_dropped():
+            gin.parse_config_files_and_bindings(files, binds)
         return gin.get_configurable("RecipeConfig")()
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"recipe {files}: {e}") from None

@@ -113,3 +113,17 @@ def test_reproduce_recipes_parse_into_a_recipe_config(path):
     assert cfg.minutes > 0 and cfg.train.mode in ("prefix_shared", "per_prefix")
     assert cfg.encoder_causal or cfg.train.mode == "per_prefix"
     gin.clear_config()
+
+
+def test_recipes_with_includes_parse_without_false_errors(caplog):
+    """gin probes a relative include as a package resource first and logs "Path not found"
+    before finding it on the search path; users must not see that as an error."""
+    import logging
+
+    from jaxrec.commands.reproduce import recipe_config
+
+    with caplog.at_level(logging.INFO):
+        cfg = recipe_config(["experiments/tiger_prefix_shared_mim_bpr_align.gin"], [])
+    assert cfg.train.aux_tasks == ("mim", "bpr", "item2index", "index2item")
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    gin.clear_config()
