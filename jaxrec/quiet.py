@@ -81,12 +81,13 @@ def set_verbosity(verbose: bool) -> None:
 
 
 class _GinIncludeProbes(logging.Filter):
-    """Drops gin's "Path not found: <include>" errors: for a relative include gin first probes
-    it as a Python package resource (and logs an error when it is not one) before it finds the
-    file on the config search path, so every include of our gin files printed a false error."""
+    """Drops gin's package-resource probes of includes: for a relative include gin first tries
+    it as a Python package resource (logging "system_path_file_exists:..." and, when it is not
+    one, the error "Path not found: ...") before it finds the file on the config search path,
+    so every include of our gin files printed a false error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Path not found: ")
+        return not str(record.msg).startswith(("Path not found: ", "system_path_file_exists:"))
 
 
 @contextlib.contextmanager

@@ -126,4 +126,5 @@ def test_recipes_with_includes_parse_without_false_errors(caplog):
         cfg = recipe_config(["experiments/tiger_prefix_shared_mim_bpr_align.gin"], [])
     assert cfg.train.aux_tasks == ("mim", "bpr", "item2index", "index2item")
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if "system_path_file_exists" in r.getMessage()]
     gin.clear_config()
