@@ -132,6 +132,7 @@ class AuxTasks:
             self.windows += user_windows
             self.seen += [frozenset(seq.tolist())] * len(user_windows)
         self.attributes = [item.attributes for item in dataset.items]
+        self.with_attributes = np.array([i for i, a in enumerate(self.attributes) if a], np.int64)
         self.ids = {name: vocab.token_id(name) for name in vocab.extra_tokens}
 
     def _pos(self, name: str) -> np.ndarray:
@@ -179,7 +180,7 @@ class AuxTasks:
             if task in ("mim", "bpr"):
                 pool = np.arange(len(self.windows))
             else:
-                pool = np.array([i for i, a in enumerate(self.attributes) if a], np.int64)
+                pool = self.with_attributes
             n = int(round(rate * len(pool)))
             chosen = rng.choice(pool, size=n, replace=n > len(pool)) if n else pool[:0]
             for i in chosen.tolist():

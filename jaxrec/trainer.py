@@ -68,7 +68,7 @@ class LossConfig:
     z_loss: float = 1e-4
     loss_normalizing_factor: float | str | None = "NUM_REAL_TARGET_TOKENS"
     # Weight of the auxiliary next-item cross-entropy at every encoder position (batches with
-    # `encoder_next_items`, see `Transformer.logits_and_next_items`); summed like the token
+    # `encoder_next_items`, see `Transformer.__call__`); summed like the token
     # losses, so it shares their normaliser.
     next_item_weight: float = 0.0
 
@@ -123,7 +123,7 @@ def _apply_model(
 ):
     kwargs = {k: batch[k] for k in _MODEL_KWARGS if k in batch}
     if next_items:
-        kwargs["method"] = "logits_and_next_items"
+        kwargs["next_items"] = True
     return model.apply(
         {"params": params},
         batch["encoder_input_tokens"],

@@ -392,40 +392,18 @@ class Transformer(nn.Module):
         enable_dropout: bool = True,
         decode: bool = False,
         decoder_cross_positions: Array | None = None,
-    ) -> Array:
+        next_items: bool = False,
+    ) -> Array | tuple[Array, Array]:
         """Teacher-forced logits `[batch, target_length, vocab]` (float32).
 
         `decoder_input_tokens` is `decoder_target_tokens` shifted right with 0 as the start
         token (per segment when packed); token 0 is padding and is masked out.
-        """
-        return self.logits_and_next_items(
-            encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
-            encoder_segment_ids, decoder_segment_ids, encoder_positions, decoder_positions,
-            enable_dropout=enable_dropout, decode=decode,
-            decoder_cross_positions=decoder_cross_positions, next_items=False,
-        )  # fmt: skip
 
-    def logits_and_next_items(
-        self,
-        encoder_input_tokens: Array,
-        decoder_input_tokens: Array,
-        decoder_target_tokens: Array,
-        encoder_segment_ids: Array | None = None,
-        decoder_segment_ids: Array | None = None,
-        encoder_positions: Array | None = None,
-        decoder_positions: Array | None = None,
-        *,
-        enable_dropout: bool = True,
-        decode: bool = False,
-        decoder_cross_positions: Array | None = None,
-        next_items: bool = True,
-    ) -> Array | tuple[Array, Array]:
-        """`__call__`'s logits and, with `next_items`, `[batch, input_length, items + 1]`
-        float32 logits of each encoder position's next item (id + 1; 0 is padding).
-
-        The next-item head is the item-id input embedding (`num_input_items`), tied as in
-        SASRec: a training-time auxiliary objective on the encoder (retrieval still decodes
-        semantic ids). It adds no parameters, so checkpoints and generation are unchanged.
+        With `next_items`, also `[batch, input_length, items + 1]` float32 logits of each
+        encoder position's next item (id + 1; 0 is padding), scored against the item-id input
+        embedding (`num_input_items`), tied as in SASRec: a training-time auxiliary objective
+        on the encoder (retrieval still decodes semantic ids). It adds no parameters, so
+        checkpoints and generation are unchanged.
         """
         del encoder_positions
         encoded = self.encode(

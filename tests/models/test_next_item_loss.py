@@ -64,7 +64,7 @@ def test_the_head_adds_no_parameters_and_needs_item_ids():
     model = Transformer(cfg)
     params = model.init(jax.random.key(0), **model_inputs)["params"]
     out = model.apply({"params": params}, **model_inputs, enable_dropout=False,
-                      method="logits_and_next_items")  # fmt: skip
+                      next_items=True)  # fmt: skip
     assert out[1].shape == (*batch["encoder_next_items"].shape, NUM_ITEMS + 1)
     plain = model.apply({"params": params}, **model_inputs, enable_dropout=False)
     np.testing.assert_array_equal(out[0], plain)  # same decoder logits, same parameters
@@ -75,4 +75,4 @@ def test_the_head_adds_no_parameters_and_needs_item_ids():
     bare_params = bare.init(jax.random.key(0), **codes_only)["params"]
     with pytest.raises(ValueError, match="num_input_items"):
         bare.apply({"params": bare_params}, **codes_only, enable_dropout=False,
-                   method="logits_and_next_items")  # fmt: skip
+                   next_items=True)  # fmt: skip
