@@ -5,7 +5,9 @@ Stages and what each one costs are measured and planned:
   index     the given index (`--index`), or jaxrec's RQ-VAE over the items' attributes/text;
   setup     batches, network, compilation, and a timing of the constrained search;
   train     as many steps as fit (measured after a few steps; the cosine schedule then ends
-            exactly there), with a validation evaluation on a fixed user subset every
+            exactly there, re-planned from the measured rate after every evaluation by
+            continuing the decay from the current rate), with a validation evaluation on a
+            fixed user subset every
             `eval_every_minutes`; the best validation Recall@10 (then NDCG@10) is kept;
   test      all users of the test split, all items ranked (history included), beam search
             constrained to the catalogue trie.
@@ -26,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrec import sid_aux
+from jaxrec import optimizers, sid_aux
 from jaxrec.data.canonical import read_dataset
 from jaxrec.data.dataset import DataError, Dataset
 from jaxrec.indexing.sid_vocab import SidVocabulary
@@ -34,6 +36,10 @@ from jaxrec.models.configs import get_config
 from jaxrec.sid_retrieval import SidRetrieval, TrainingData, TrainSettings
 
 log = logging.getLogger(__name__)
+
+# Re-plan the schedule when the steps that fit the rest of the budget differ from the plan by
+# more than this fraction (each re-plan recompiles the step).
+REPLAN_TOLERANCE = 0.03
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +258,8 @@ def run_tiger(
         raise DataError(f"--minutes {cfg.minutes:g} is too short for this dataset: index and "
                         f"setup took {clock.elapsed():.0f} s, test evaluation needs about "
                         f"{test_s:.0f} s, a step {step_s:.2f} s")  # fmt: skip
-    _, step_fn = rec.trainer_for(settings, steps, init=False)  # the final schedule
+    schedule = rec.schedule_for(settings, steps)
+    _, step_fn = rec.trainer_for(settings, steps, init=False, schedule=schedule)
 
     curve: list[dict] = []
     replans: list[dict] = []
@@ -312,13 +319,20 @@ def run_tiger(
                         step)  # fmt: skip
             break
         eval_every = max(left // evals, 1)
-        if abs(step + left - steps) > 0.1 * steps:
+        if abs(step + left - steps) > REPLAN_TOLERANCE * steps:
+            # The cosine continues from the current rate to the new end: the rate stays
+            # continuous and does not rise again when the run gets longer.
+            lr = float(schedule(step))
             replans.append({"at_step": step, "train_steps": step + left,
-                            "step_seconds": round(step_s, 4)})  # fmt: skip
-            log.info("re-planned: %d steps in all (%.3f s/step measured)", step + left, step_s)
+                            "step_seconds": round(step_s, 4), "learning_rate": lr})  # fmt: skip
+            log.info("re-planned: %d steps in all (%.3f s/step measured; learning rate %.2e "
+                     "decays from here)", step + left, step_s, lr)  # fmt: skip
             steps = step + left
+            schedule = optimizers.continue_cosine(
+                schedule, step, steps, settings.learning_rate * settings.final_fraction
+            )
             t = time.perf_counter()
-            _, step_fn = rec.trainer_for(settings, steps, init=False)
+            _, step_fn = rec.trainer_for(settings, steps, init=False, schedule=schedule)
             state = first_step(state, step_fn)
             step += 1
             train_s += time.perf_counter() - t

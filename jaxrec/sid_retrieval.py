@@ -192,15 +192,24 @@ class SidRetrieval:
         self._generate = {}
 
     # -- training ----------------------------------------------------------------------------
-    def trainer_for(self, settings: TrainSettings, total_steps: int, init: bool = True):
-        """(initial state or None, jitted train step) for `total_steps` steps of `settings`.
-
-        The optimizer state does not depend on `total_steps`, so a state trained with one
-        step function continues with another (the schedule re-planned)."""
-        schedule = optimizers.make_schedule(
+    @staticmethod
+    def schedule_for(settings: TrainSettings, total_steps: int):
+        """Warm-up and cosine decay to `final_fraction` of the rate at `total_steps`."""
+        return optimizers.make_schedule(
             "cosine", settings.learning_rate, min(settings.warmup_steps, total_steps // 10),
             total_steps, settings.final_fraction,
         )  # fmt: skip
+
+    def trainer_for(
+        self, settings: TrainSettings, total_steps: int, init: bool = True, schedule=None
+    ):
+        """(initial state or None, jitted train step) for `total_steps` steps of `settings`
+        (or with the given learning-rate `schedule`, e.g. a re-planned one).
+
+        The optimizer state does not depend on the schedule, so a state trained with one
+        step function continues with another (the schedule re-planned)."""
+        if schedule is None:
+            schedule = self.schedule_for(settings, total_steps)
         tx = optimizers.make_optimizer(
             "adamw", schedule, weight_decay=settings.weight_decay, max_grad_norm=1.0
         )

@@ -118,6 +118,26 @@ def test_schedules_follow_t5x():
         optimizers.make_schedule("triangle")
 
 
+@pytest.mark.parametrize("new_total", [600, 1500])  # the run re-planned shorter / longer
+def test_continued_cosine_is_continuous_and_never_rises(new_total):
+    cos = optimizers.make_schedule("cosine", 1.0, warmup_steps=10, total_steps=1000)
+    at = 400
+    cont = optimizers.continue_cosine(cos, at, new_total, end_value=0.05)
+    steps = np.arange(0, new_total + 50)
+    lr = np.array([float(cont(s)) for s in steps])
+    np.testing.assert_allclose(lr[:at], [float(cos(s)) for s in steps[:at]], rtol=1e-6)
+    assert lr[at] == pytest.approx(float(cos(at)), rel=1e-6)  # no jump at the re-plan
+    assert np.all(np.diff(lr[10:]) <= 1e-7)  # after the warm-up: only decays
+    assert lr[new_total] == pytest.approx(0.05, abs=1e-6) and lr[-1] == pytest.approx(0.05)
+    remade = float(optimizers.make_schedule("cosine", 1.0, 10, new_total)(at))
+    # Re-making the cosine for the new total would have jumped up (longer) or down (shorter).
+    assert abs(remade - lr[at]) > 0.1
+    # Continued twice (re-planned again) still continuous.
+    again = optimizers.continue_cosine(cont, at + 100, new_total + 200, end_value=0.05)
+    assert float(again(at + 100)) == pytest.approx(float(cont(at + 100)), rel=1e-6)
+    assert float(again(at + 150)) < float(again(at + 100))
+
+
 @pytest.mark.parametrize("name", optimizers.OPTIMIZERS)
 @pytest.mark.parametrize("schedule", ["constant", "rsqrt", "cosine"])
 def test_each_optimizer_and_schedule_steps(name, schedule):
