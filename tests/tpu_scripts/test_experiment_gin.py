@@ -128,3 +128,21 @@ def test_recipes_with_includes_parse_without_false_errors(caplog):
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if "system_path_file_exists" in r.getMessage()]
     gin.clear_config()
+
+
+def test_ablation_recipes_keep_the_network_they_were_measured_with():
+    """docs/reproduce.md's ablation rows ran on the 2 + 2-layer network; the default recipe
+    moved to 4 + 4 layers, which must not change what the ablation commands run."""
+    from jaxrec.commands.reproduce import recipe_config
+
+    def layers(files):
+        cfg = recipe_config(files, [])
+        net = dict(cfg.model_overrides)
+        gin.clear_config()
+        return net["num_encoder_layers"], net["num_decoder_layers"], net["dropout_rate"]
+
+    assert layers([]) == (4, 4, 0.15)  # the default recipe
+    small = (2, 2, 0.1)
+    assert layers(["experiments/tiger_prefix_shared_2x2.gin"]) == small
+    assert layers(["experiments/tiger_prefix_shared_mim_bpr.gin"]) == small
+    assert layers(["experiments/tiger_prefix_shared_mim_bpr_align.gin"]) == small
