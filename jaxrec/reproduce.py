@@ -7,8 +7,8 @@ Stages and what each one costs are measured and planned:
   train     as many steps as fit (measured after a few steps; the cosine schedule then ends
             exactly there, re-planned from the measured rate after every evaluation by
             continuing the decay from the current rate), with a validation evaluation on a
-            fixed user subset every
-            `eval_every_minutes`; the best validation Recall@10 (then NDCG@10) is kept;
+            fixed user subset every `eval_every_minutes`; the best validation Recall@10
+            (then NDCG@10) is kept;
   test      all users of the test split, all items ranked (history included), beam search
             constrained to the catalogue trie.
 The test split is never looked at before the selected parameters are final.
@@ -220,7 +220,7 @@ def run_tiger(
     # Calibration: compile and time the search, and the first training steps (kept: they are
     # the start of the run; the schedule is re-planned around them).
     calib_total = 10**7
-    state, step_fn = rec.trainer_for(settings, calib_total)
+    state, step_fn = rec.trainer_for(settings, rec.schedule_for(settings, calib_total))
     batches = data.batches(0)
     state, _ = rec.run_step(step_fn, state, next(batches))
     probe = [dataset.example(int(u), "validation", settings.history).history for u in val_users]
@@ -259,7 +259,7 @@ def run_tiger(
                         f"setup took {clock.elapsed():.0f} s, test evaluation needs about "
                         f"{test_s:.0f} s, a step {step_s:.2f} s")  # fmt: skip
     schedule = rec.schedule_for(settings, steps)
-    _, step_fn = rec.trainer_for(settings, steps, init=False, schedule=schedule)
+    _, step_fn = rec.trainer_for(settings, schedule, init=False)
 
     curve: list[dict] = []
     replans: list[dict] = []
@@ -332,7 +332,7 @@ def run_tiger(
                 schedule, step, steps, settings.learning_rate * settings.final_fraction
             )
             t = time.perf_counter()
-            _, step_fn = rec.trainer_for(settings, steps, init=False, schedule=schedule)
+            _, step_fn = rec.trainer_for(settings, schedule, init=False)
             state = first_step(state, step_fn)
             step += 1
             train_s += time.perf_counter() - t

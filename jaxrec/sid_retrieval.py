@@ -200,16 +200,12 @@ class SidRetrieval:
             total_steps, settings.final_fraction,
         )  # fmt: skip
 
-    def trainer_for(
-        self, settings: TrainSettings, total_steps: int, init: bool = True, schedule=None
-    ):
-        """(initial state or None, jitted train step) for `total_steps` steps of `settings`
-        (or with the given learning-rate `schedule`, e.g. a re-planned one).
+    def trainer_for(self, settings: TrainSettings, schedule, init: bool = True):
+        """(initial state or None, jitted train step) for `settings` with the learning-rate
+        `schedule` (`schedule_for`, or a re-planned one).
 
         The optimizer state does not depend on the schedule, so a state trained with one
         step function continues with another (the schedule re-planned)."""
-        if schedule is None:
-            schedule = self.schedule_for(settings, total_steps)
         tx = optimizers.make_optimizer(
             "adamw", schedule, weight_decay=settings.weight_decay, max_grad_norm=1.0
         )
