@@ -31,8 +31,10 @@ def add_parser(subparsers) -> None:
     build.add_argument(
         "--embeddings",
         default="auto",
-        help="auto | text | text-tfidf | attributes | PATH.npy (rqvae only); auto: attributes "
-        "when items have them, else text (MiniLM with the [text] extra, else TF-IDF)",
+        help="auto | text | text-tfidf | attributes | transitions | PATH.npy (rqvae only), or "
+        "several joined by '+' with optional weights, e.g. 'auto+2*transitions'; auto: "
+        "attributes when items have them, else text (MiniLM with the [text] extra, else "
+        "TF-IDF); transitions: collaborative embeddings of the training interactions",
     )
     build.add_argument("--levels", type=int, default=4)
     build.add_argument("--codes", type=int, default=256, help="codes per level")

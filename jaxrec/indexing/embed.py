@@ -8,6 +8,8 @@ Three sources, one result: a float32 [num_items, dim] matrix whose row i describ
 - attributes: for catalogues without text (P5 / S3-Rec Amazon 2014 has attribute ids only):
   TF-IDF over each item's attribute bag, reduced with TruncatedSVD (scikit-learn).
 - a `.npy` matrix supplied by the user (e.g. LC-Rec's `{name}.emb-llama-td.npy`).
+- transitions: collaborative embeddings of the training interactions
+  (`jaxrec.indexing.collaborative`), alone or joined to another source ("text-tfidf+2*transitions").
 
 Every matrix is checked: the row count must equal the catalogue size and every value must be
 finite; errors name the file (or source) and the first bad item.
@@ -25,7 +27,7 @@ from jaxrec.data.dataset import DataError, Dataset, Item
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_SOURCES = ("text", "text-tfidf", "attributes")
+EMBEDDING_SOURCES = ("text", "text-tfidf", "attributes", "transitions")
 
 
 def check_embeddings(matrix: np.ndarray, num_items: int, source: str) -> np.ndarray:
@@ -223,12 +225,45 @@ def auto_source(dataset: Dataset, source: str = "dataset") -> str:
     )
 
 
+def parse_spec(spec: str) -> list[tuple[str, float]]:
+    """`"text-tfidf+2*transitions"` -> `[("text-tfidf", 1.0), ("transitions", 2.0)]`:
+    sources joined by "+", each optionally weighted as `WEIGHT*SOURCE`."""
+    terms = []
+    for term in spec.split("+"):
+        term = term.strip()
+        weight, _, name = term.rpartition("*") if "*" in term else ("1", "", term)
+        try:
+            w = float(weight)
+        except ValueError:
+            w = -1.0
+        if not name or not (w > 0):
+            raise DataError(
+                f"--embeddings {spec!r}: bad term {term!r}; expected SOURCE or WEIGHT*SOURCE "
+                "with a positive WEIGHT, terms joined by '+'"
+            )
+        terms.append((name, w))
+    return terms
+
+
 def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "dataset"):
-    """Embeddings of `dataset`'s items from `spec`: "text", "text-tfidf", "attributes", "auto"
-    or a `.npy` path.
+    """Embeddings of `dataset`'s items from `spec`: "text", "text-tfidf", "attributes",
+    "transitions", "auto" or a `.npy` path; or several joined by "+" with optional weights,
+    e.g. "text-tfidf+2*transitions" (each block row-normalised, scaled by its weight and
+    concatenated; see `collaborative.combine`).
 
     "auto" (see `auto_source`): attributes -> MiniLM text when installed -> TF-IDF text.
+    "transitions": collaborative embeddings of the training interactions
+    (`collaborative.transition_embeddings`).
     """
+    terms = parse_spec(spec)
+    if len(terms) > 1:
+        from jaxrec.indexing import collaborative
+
+        blocks = [(item_embeddings(dataset, name, seed, source), w) for name, w in terms]
+        emb = collaborative.combine(blocks)
+        log.info("embeddings %s: %d dims", spec, emb.shape[1])
+        return emb
+    spec = terms[0][0]
     if spec == "auto":
         spec = auto_source(dataset, source)
         log.info("embeddings: %s (auto)", spec)
@@ -238,11 +273,15 @@ def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "d
         return text_tfidf_embeddings(dataset.items, seed=seed, source=source)
     if spec == "attributes":
         return attribute_embeddings(dataset.items, seed=seed, source=source)
+    if spec == "transitions":
+        from jaxrec.indexing import collaborative
+
+        return collaborative.transition_embeddings(dataset, seed=seed, source=source)
     if spec.endswith(".npy") or os.path.exists(spec):
         return load_embeddings(spec, dataset.num_items)
     raise DataError(
-        f"--embeddings must be 'auto', 'text', 'text-tfidf', 'attributes' or a .npy file, "
-        f"got {spec!r}"
+        f"--embeddings must be 'auto', 'text', 'text-tfidf', 'attributes', 'transitions' or a "
+        f".npy file (or several joined by '+', e.g. 'text-tfidf+2*transitions'), got {spec!r}"
     )
 
 

@@ -32,6 +32,10 @@ class T5Config:
       mlp_activations: one activation per input projection; ('gelu', 'linear') is gated GELU
         with parameters `wi_0`, `wi_1`, a single entry gives an ungated MLP with `wi`.
       dropout_rate: dropout on embeddings, block outputs, MLP hidden and attention weights.
+      decoder_dropout_rate: the decoder's dropout when set (else `dropout_rate`). A
+        from-scratch semantic-id recommender wants a well-regularised encoder (item-id
+        embeddings seen a few dozen times each) and a decoder free to memorise each item's
+        codes.
       logits_via_embedding: tie the output layer to the embedding (original T5); FLAN-T5 and
         T5 v1.1 are untied.
       dtype: activation dtype ('float32' or 'bfloat16'); parameters are always float32.
@@ -60,6 +64,7 @@ class T5Config:
     mlp_dim: int = 2048
     mlp_activations: Sequence[str] = ("gelu", "linear")
     dropout_rate: float = 0.1
+    decoder_dropout_rate: float | None = None
     logits_via_embedding: bool = False
     dtype: Any = "float32"
     float32_attention_logits: bool = True

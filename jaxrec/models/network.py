@@ -284,7 +284,12 @@ class Transformer(nn.Module):
             cfg.vocab_size, cfg.emb_dim, cfg.activation_dtype, name="token_embedder"
         )
         self.encoder = Encoder(cfg, self.shared_embedding)
-        self.decoder = Decoder(cfg, self.shared_embedding)
+        decoder_cfg = (
+            cfg
+            if cfg.decoder_dropout_rate is None
+            else cfg.replace(dropout_rate=cfg.decoder_dropout_rate)
+        )
+        self.decoder = Decoder(decoder_cfg, self.shared_embedding)
 
     def encode(
         self,

@@ -68,7 +68,7 @@ def test_auto_uses_attributes_without_text():
     ds = Dataset(name="t", users=["u"], sequences=seqs, items=items)
     np.testing.assert_array_equal(item_embeddings(ds, "auto"), attribute_embeddings(items))
     with pytest.raises(
-        DataError, match="must be 'auto', 'text', 'text-tfidf', 'attributes' or a .npy"
+        DataError, match="must be 'auto', 'text', 'text-tfidf', 'attributes', 'transitions' or"
     ):
         item_embeddings(ds, "bogus")
 

@@ -240,3 +240,27 @@ def test_config_is_importable_from_both_modules():
     assert isinstance(hash(get_config("tiger")), int)
     with pytest.raises(ValueError, match="unknown model config"):
         get_config("huge")
+
+
+def test_decoder_dropout_rate_sets_the_decoders_dropout_apart_from_the_encoders():
+    enc, dec_in, tgt = _batch()
+
+    def logits(cfg, seed):
+        model = Transformer(cfg)
+        variables = model.init(jax.random.key(0), enc, dec_in, tgt, enable_dropout=False)
+        encoded = model.apply(variables, enc, enable_dropout=False, method=Transformer.encode)
+        rngs = {"dropout": jax.random.key(seed)}
+        enc_out = model.apply(variables, enc, rngs=rngs, method=Transformer.encode)
+        dec_out = model.apply(variables, encoded, enc, dec_in, tgt, rngs=rngs,
+                              method=Transformer.decode)  # fmt: skip
+        return np.asarray(enc_out), np.asarray(dec_out)
+
+    both = CFG.replace(dropout_rate=0.3)
+    encoder_only = both.replace(decoder_dropout_rate=0.0)
+    enc_a, dec_a = logits(encoder_only, 1)
+    enc_b, dec_b = logits(encoder_only, 2)
+    assert not np.allclose(enc_a, enc_b)  # the encoder still drops out
+    np.testing.assert_array_equal(dec_a, dec_b)  # the decoder does not
+    _, dec_c = logits(both, 1)
+    _, dec_d = logits(both, 2)
+    assert not np.allclose(dec_c, dec_d)  # without the override it follows dropout_rate
