@@ -160,7 +160,7 @@ def load_model_dir(
     if not _exists(cfg_path) and t5x_model_dir.is_t5x_model_dir(model_dir):
         return _load_t5x_model_dir(model_dir, step, mesh_shape, overrides)
     fields = {**_config_fields(cfg_path), **overrides}
-    config = T5Config(**fields).replace(dropout_rate=0.0, decoder_dropout_rate=None)
+    config = T5Config(**fields).without_dropout()
     vocab_path = os.path.join(model_dir, "vocabulary.json")
     vocab_info = _read_json(vocab_path) if _exists(vocab_path) else {}
     model = Transformer(config)

@@ -287,10 +287,14 @@ def _setting_text(ds, cfg: DemoConfig, mixture: str, index_report: dict) -> str:
         f"- data: synthetic default, {ds.num_users} users, {ds.num_items} items, "
         f"{ds.num_interactions} interactions, leave-one-out split (seed {cfg.seed})\n"
         f"- semantic ids: RQ-VAE {cfg.index_levels} levels x {cfg.index_codes} codes on "
-        f"`{cfg.index_embeddings}` embeddings (TF-IDF text; transitions: collaborative, from "
-        f"the training interactions only), {index_report.get('collisions_before_resolution')} "
-        "collisions "
-        f"before resolution, {index_report.get('collisions')} after\n"
+        f"`{cfg.index_embeddings}` item embeddings"
+        + (
+            " (transitions: from the training interactions only)"
+            if "transitions" in cfg.index_embeddings
+            else ""
+        )
+        + f", {index_report.get('collisions_before_resolution')} collisions before "
+        f"resolution, {index_report.get('collisions')} after\n"
         + (
             f"- training: {mixture}: causal encoder over each user's item sequence, every "
             f"next-item target in one pass, model `{cfg.model}` {dict(cfg.model_overrides)}, "

@@ -115,7 +115,7 @@ def model_config(params: Any, gin_fields: dict[str, Any], overrides: dict[str, A
     fields = {**shape_fields, **kept, **(overrides or {})}
     if isinstance(fields.get("mlp_activations"), list):
         fields["mlp_activations"] = tuple(fields["mlp_activations"])
-    return T5Config(**fields).replace(dropout_rate=0.0, decoder_dropout_rate=None)
+    return T5Config(**fields).without_dropout()
 
 
 def vocab_info(macros: dict[str, Any]) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def main(argv: list[str]) -> int:
     hf_model = tiger_hf_model(vocab, seed=args.seed)
     with tempfile.TemporaryDirectory() as d:
         config, params = import_into_jaxrec(hf_model, d)
-    model = Transformer(config.replace(dropout_rate=0.0))
+    model = Transformer(config.without_dropout())
     params = jax.tree_util.tree_map(jnp.asarray, params)
     steps = table.max_length
     generate = make_generate_fn(model, EOS, args.beams, args.returns, max_decode_len=steps)

@@ -12,7 +12,7 @@ module gives the signal without a trained recommender:
 
 Only the training parts of the sequences are read, so validation and test targets never
 shape the index. Items with no transition in training get a zero row (logged); combined with
-text (`combine`), their codes come from the text part alone.
+text (`embed.combine_embeddings`), their codes come from the text part alone.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from scipy import sparse
 
 from jaxrec.data.dataset import DataError, Dataset
+from jaxrec.indexing.embed import normalize_rows
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,6 @@ log = logging.getLogger(__name__)
 def transition_counts(dataset: Dataset):
     """scipy.sparse CSR [num_items, num_items]: how often item a is directly followed by b in
     the users' training parts."""
-    from scipy import sparse
-
     heads, tails = [], []
     for u in range(dataset.num_users):
         seq = np.asarray(dataset.train_sequence(u), np.int64)
@@ -38,9 +38,8 @@ def transition_counts(dataset: Dataset):
         tails.append(seq[1:])
     rows, cols = np.concatenate(heads), np.concatenate(tails)
     n = dataset.num_items
-    counts = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
-    counts.sum_duplicates()
-    return counts
+    # Converting to CSR sums the duplicate (a, b) entries into counts.
+    return sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()
 
 
 def positive_pmi(counts):
@@ -51,8 +50,6 @@ def positive_pmi(counts):
     col_sums = np.asarray(counts.sum(axis=0)).ravel()
     pmi = np.log(coo.data * total / (row_sums[coo.row] * col_sums[coo.col]))
     keep = pmi > 0
-    from scipy import sparse
-
     return sparse.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=counts.shape)
 
 
@@ -74,9 +71,7 @@ def transition_embeddings(
     svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
     out_part = svd.fit_transform(ppmi)  # U S
     scale = np.sqrt(np.maximum(svd.singular_values_, 1e-12))
-    emb = np.concatenate([out_part / scale, svd.components_.T * scale], axis=1)
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    emb = np.where(norms > 0, emb / np.maximum(norms, 1e-12), 0.0)
+    emb = normalize_rows(np.concatenate([out_part / scale, svd.components_.T * scale], axis=1))
     active = np.asarray((counts.sum(axis=0) + counts.sum(axis=1).T) > 0).ravel()
     log.info(
         "transition embeddings: %d transitions between %d items -> %d dims; %d item(s) "
@@ -84,20 +79,3 @@ def transition_embeddings(
         int(counts.sum()), int(active.sum()), emb.shape[1], int((~active).sum()),
     )  # fmt: skip
     return emb.astype(np.float32)
-
-
-def combine(blocks: list[tuple[np.ndarray, float]]) -> np.ndarray:
-    """Concatenate `(matrix [n, d_i], weight)` blocks, each row-L2-normalised and scaled by
-    its weight, so every source counts by its weight whatever its width or scale."""
-    if not blocks:
-        raise ValueError("combine needs at least one block")
-    n = blocks[0][0].shape[0]
-    parts = []
-    for matrix, weight in blocks:
-        if matrix.shape[0] != n:
-            raise ValueError(f"blocks disagree on the item count: {matrix.shape[0]} vs {n}")
-        if weight <= 0:
-            raise ValueError(f"block weights must be positive, got {weight}")
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        parts.append(weight * np.where(norms > 0, matrix / np.maximum(norms, 1e-12), 0.0))
-    return np.concatenate(parts, axis=1).astype(np.float32)

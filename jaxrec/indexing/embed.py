@@ -61,6 +61,27 @@ def check_embeddings(matrix: np.ndarray, num_items: int, source: str) -> np.ndar
     return matrix
 
 
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.where(norms > 0, matrix / np.maximum(norms, 1e-12), 0.0)
+
+
+def combine_embeddings(blocks: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    """Concatenate `(matrix [n, d_i], weight)` blocks, each row-normalised and scaled by its
+    weight, so every source counts by its weight whatever its width or scale."""
+    if not blocks:
+        raise ValueError("combine_embeddings needs at least one block")
+    n = blocks[0][0].shape[0]
+    for matrix, weight in blocks:
+        if matrix.shape[0] != n:
+            raise ValueError(f"blocks disagree on the item count: {matrix.shape[0]} vs {n}")
+        if weight <= 0:
+            raise ValueError(f"block weights must be positive, got {weight}")
+    parts = [weight * normalize_rows(matrix) for matrix, weight in blocks]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
 def load_embeddings(path: str, num_items: int) -> np.ndarray:
     """A user-supplied `.npy` matrix [num_items, dim], checked (see `check_embeddings`)."""
     if not os.path.exists(path):
@@ -99,9 +120,7 @@ def attribute_embeddings(
     k = max(1, min(dim, len(vocab) - 1))
     # The randomized solver is seeded, so the embedding (and the index) is reproducible.
     svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
-    emb = svd.fit_transform(tfidf)
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    emb = np.where(norms > 0, emb / np.maximum(norms, 1e-12), 0.0)
+    emb = normalize_rows(svd.fit_transform(tfidf))
     log.info(
         "attribute embeddings: %d items x %d attributes -> %d dims (%.1f%% variance kept)",
         len(items),
@@ -193,9 +212,7 @@ def text_tfidf_embeddings(
     tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
     k = max(1, min(dim, tfidf.shape[1] - 1, len(items) - 1))
     svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
-    emb = svd.fit_transform(tfidf)
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    emb = np.where(norms > 0, emb / np.maximum(norms, 1e-12), 0.0)
+    emb = normalize_rows(svd.fit_transform(tfidf))
     log.info("text TF-IDF embeddings: %d items -> %d dims", len(items), k)
     return check_embeddings(emb.astype(np.float32), len(items), source)
 
@@ -248,8 +265,7 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
 def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "dataset"):
     """Embeddings of `dataset`'s items from `spec`: "text", "text-tfidf", "attributes",
     "transitions", "auto" or a `.npy` path; or several joined by "+" with optional weights,
-    e.g. "text-tfidf+2*transitions" (each block row-normalised, scaled by its weight and
-    concatenated; see `collaborative.combine`).
+    e.g. "text-tfidf+2*transitions" (see `combine_embeddings`).
 
     "auto" (see `auto_source`): attributes -> MiniLM text when installed -> TF-IDF text.
     "transitions": collaborative embeddings of the training interactions
@@ -257,10 +273,8 @@ def item_embeddings(dataset: Dataset, spec: str, seed: int = 0, source: str = "d
     """
     terms = parse_spec(spec)
     if len(terms) > 1:
-        from jaxrec.indexing import collaborative
-
         blocks = [(item_embeddings(dataset, name, seed, source), w) for name, w in terms]
-        emb = collaborative.combine(blocks)
+        emb = combine_embeddings(blocks)
         log.info("embeddings %s: %d dims", spec, emb.shape[1])
         return emb
     spec = terms[0][0]

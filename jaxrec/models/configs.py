@@ -86,6 +86,10 @@ class T5Config:
     def replace(self, **changes: Any) -> T5Config:
         return dataclasses.replace(self, **changes)
 
+    def without_dropout(self) -> T5Config:
+        """The same network with no dropout anywhere (for inference and loading)."""
+        return self.replace(dropout_rate=0.0, decoder_dropout_rate=None)
+
 
 def _flan(emb_dim: int, num_heads: int, layers: int, mlp_dim: int) -> T5Config:
     return T5Config(

@@ -83,4 +83,4 @@ def test_combined_spec_weights_each_normalised_block():
         with pytest.raises(DataError, match="bad term"):
             embed.item_embeddings(ds, bad)
     with pytest.raises(ValueError, match="disagree on the item count"):
-        collaborative.combine([(np.ones((3, 2)), 1.0), (np.ones((4, 2)), 1.0)])
+        embed.combine_embeddings([(np.ones((3, 2)), 1.0), (np.ones((4, 2)), 1.0)])

@@ -26,7 +26,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path, recipe):
     assert metrics["oracle"]["recall@10"] > metrics["popularity"]["recall@10"]
     report = (tmp_path / "report.md").read_text()
     assert "| jaxrec |" in report and "below the oracle" in report and "x SASRec's" in report
-    assert f"`{cfg.index_embeddings}` embeddings" in report  # text + collaborative by default
+    assert f"`{cfg.index_embeddings}` item embeddings" in report  # text + collaborative by default
     for name in ("loss.png", "metrics.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "total" in result["timings"]
