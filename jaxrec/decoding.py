@@ -380,7 +380,8 @@ def sequences_to_items(
     table: PrefixTable,
     max_items: int | None = None,
     lookup: dict[tuple[int, ...], tuple[int, ...]] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    with_scores: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Ranked item lists from decoded sequences.
 
     Each sequence is cut at its first EOS and looked up in the trie. A leaf shared by colliding
@@ -397,16 +398,20 @@ def sequences_to_items(
 
     Returns:
       items [batch, max_items] int32 padded with -1, and invalid [batch, num_returns] bool:
-      the returned sequence (with finite score) is not a catalogue item.
+      the returned sequence (with finite score) is not a catalogue item. With `with_scores`,
+      also item_scores [batch, max_items] float32: each listed item's sequence score (the
+      beam's log-probability; colliding items share it), -inf where padded.
     """
     sequences, scores = np.asarray(sequences), np.asarray(scores)
     batch, n = scores.shape
     width = n if max_items is None else int(max_items)
     lookup = leaf_sequences(table) if lookup is None else lookup
     items = np.full((batch, width), -1, np.int32)
+    item_scores = np.full((batch, width), -np.inf, np.float32)
     invalid = np.zeros((batch, n), bool)
     for b in range(batch):
         ranked: list[int] = []
+        ranked_scores: list[float] = []
         seen: set[int] = set()
         for r in range(n):
             if not np.isfinite(scores[b, r]):
@@ -418,6 +423,8 @@ def sequences_to_items(
                 if item not in seen:
                     seen.add(item)
                     ranked.append(item)
+                    ranked_scores.append(scores[b, r])
         ranked = ranked[:width]
         items[b, : len(ranked)] = ranked
-    return items, invalid
+        item_scores[b, : len(ranked)] = ranked_scores[:width]
+    return (items, invalid, item_scores) if with_scores else (items, invalid)

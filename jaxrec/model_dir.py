@@ -1,10 +1,19 @@
-"""A trained MODEL_DIR, restored: the network, its parameters and its vocabulary info.
+"""The MODEL_DIR contract: what every jaxrec trainer writes, and the one reader.
 
-MODEL_DIR is what `jaxrec.train` writes (or what `python -m t5x.train` writes, see
-`jaxrec.t5x_model_dir`): `model_config.json` (the `T5Config`), `vocabulary.json`
-(vocab size, EOS id, the task name and feature lengths), `vocab.model` when the SentencePiece
-model is a local file, and Orbax checkpoints under `checkpoints/<step>/default` (a `TrainState`:
-step, params, opt_state). Local paths and gs:// alike.
+Every trainer writes (local paths and gs:// alike):
+  model_config.json      the `T5Config` of the network;
+  jaxrec_model.json      the record: `kind` ("text": a seqio task's vocabulary, written by
+                         `python -m jaxrec.train`; "semantic_id": the semantic-id recipe of
+                         `jaxrec reproduce` / `jaxrec demo`), `producer`, `selected_step` (the
+                         validation-selected step of a budgeted run, else null: the latest),
+                         `status`, and what the kind needs to rebuild its inputs (semantic_id:
+                         the index file beside it, extra tokens, history length, beams);
+  checkpoints/<step>/    Orbax: `default` = the `TrainState` (step, params, opt_state), `loop`
+                         = the training loop's bookkeeping (`jaxrec.training.loop`);
+  text kind only:        vocabulary.json (vocab size, EOS id, task name, feature lengths),
+                         vocab.model (the SentencePiece model, when it is a local file).
+A MODEL_DIR written by `python -m t5x.train` (config.gin + `checkpoint_N/`) is read too
+(`jaxrec.t5x_model_dir`).
 
 On several devices (`mesh_shape="auto"`, `"DATAxMODEL"`), the parameters are restored sharded by
 the logical axis rules of `jaxrec.partitioning` (as in training) and each batch of prompts is
@@ -65,6 +74,55 @@ class LoadedModel:
         if self.mesh is None:
             return jnp.asarray(rows)
         return jax.device_put(rows, partitioning.data_sharding(self.mesh))
+
+
+RECORD = "jaxrec_model.json"
+FORMAT_VERSION = 1
+
+
+def read_record(model_dir: str) -> dict[str, Any] | None:
+    """The MODEL_DIR's `jaxrec_model.json`, or None when it has none."""
+    path = os.path.join(model_dir, RECORD)
+    return _read_json(path) if _exists(path) else None
+
+
+def _write_json(path: str, obj: dict[str, Any]) -> None:
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
+    if "://" in path:
+        with gfile.GFile(path, "w") as f:
+            json.dump(obj, f, indent=1, default=str)
+        return
+    tmp = path + ".tmp"  # a kill never leaves a torn record
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def write_model_files(model_dir: str, config: Any, record: dict[str, Any]) -> None:
+    """model_config.json and jaxrec_model.json (`record` + the format version)."""
+    if jax.process_index() != 0:
+        return
+    fields = {
+        k: (str(v) if k == "dtype" else list(v) if isinstance(v, tuple) else v)
+        for k, v in dataclasses.asdict(config).items()
+    }
+    _write_json(os.path.join(model_dir, "model_config.json"), fields)
+    _write_json(os.path.join(model_dir, RECORD), {"format_version": FORMAT_VERSION, **record})
+
+
+def update_record(model_dir: str, **fields: Any) -> None:
+    """Sets `fields` in the MODEL_DIR's record (e.g. `selected_step` at the end of a run)."""
+    if jax.process_index() != 0:
+        return
+    record = read_record(model_dir) or {"format_version": FORMAT_VERSION}
+    _write_json(os.path.join(model_dir, RECORD), {**record, **fields})
+
+
+def default_step(model_dir: str) -> int | None:
+    """The step a reader takes by default: the record's `selected_step`, else the latest."""
+    record = read_record(model_dir) if _exists(os.path.join(model_dir, RECORD)) else None
+    return (record or {}).get("selected_step")
 
 
 def _exists(path: str) -> bool:
@@ -159,6 +217,11 @@ def load_model_dir(
     overrides = _config_fields(model_config_path) if model_config_path else {}
     if not _exists(cfg_path) and t5x_model_dir.is_t5x_model_dir(model_dir):
         return _load_t5x_model_dir(model_dir, step, mesh_shape, overrides)
+    record = read_record(model_dir)
+    if record is not None and record.get("kind") == "semantic_id":
+        raise DataError(f"{model_dir}: a semantic-id model (jaxrec_model.json kind "
+                        "'semantic_id'); load it with jaxrec.model_dir.load_sid_model")  # fmt: skip
+    step = (record or {}).get("selected_step") if step is None else step
     fields = {**_config_fields(cfg_path), **overrides}
     config = T5Config(**fields).without_dropout()
     vocab_path = os.path.join(model_dir, "vocabulary.json")
@@ -223,3 +286,62 @@ def _load_t5x_model_dir(
         params = jax.tree.map(jax.device_put, params, shardings)
     info = t5x_model_dir.vocab_info(macros)
     return _loaded(model_dir, model, params, step, info, mesh, rules)
+
+
+@dataclasses.dataclass
+class SidModel:
+    """A semantic-id recommender restored from a MODEL_DIR: `rec` (a
+    `jaxrec.sid_retrieval.SidRetrieval`), its parameters, the step and the record."""
+
+    rec: Any
+    params: Any
+    step: int
+    record: dict[str, Any]
+    index_path: str
+
+    @property
+    def num_beams(self) -> int:
+        return int(self.record.get("num_beams", 20))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.record.get("eval_batch_size", 32))
+
+
+def is_sid_model_dir(model_dir: str) -> bool:
+    record = read_record(model_dir)
+    return record is not None and record.get("kind") == "semantic_id"
+
+
+def load_sid_model(
+    model_dir: str, step: int | None = None, model_config_path: str | None = None
+) -> SidModel:
+    """Rebuild a semantic-id MODEL_DIR's recommender (network, vocabulary over its index,
+    constraint trie) and restore the parameters of `step` (default: the selected step, else
+    the latest)."""
+    from jaxrec.indexing.schemes import load_index
+    from jaxrec.indexing.sid_vocab import SidVocabulary
+    from jaxrec.models.configs import T5Config
+    from jaxrec.sid_retrieval import SidRetrieval
+
+    record = read_record(model_dir)
+    if record is None or record.get("kind") != "semantic_id":
+        raise DataError(f"{model_dir}: not a semantic-id MODEL_DIR (no {RECORD} of kind "
+                        "'semantic_id')")  # fmt: skip
+    fields = _config_fields(os.path.join(model_dir, "model_config.json"))
+    if model_config_path:
+        fields.update(_config_fields(model_config_path))
+    config = T5Config(**fields).without_dropout()
+    index_path = os.path.join(model_dir, record["index"])
+    if not _exists(index_path):
+        raise DataError(f"{index_path}: not found (the index {model_dir} was trained on)")
+    index = load_index(index_path)
+    vocab = SidVocabulary.from_index(index)
+    if record.get("extra_tokens"):
+        vocab = vocab.with_extra_tokens(list(record["extra_tokens"]))
+    rec = SidRetrieval(config, vocab, int(record["history"]), bool(record["item_inputs"]))
+    if step is None:
+        step = record.get("selected_step")
+    params, step = restore_params(model_dir, step)
+    log.info("restored %s (semantic ids, %d items) step %d", model_dir, index.num_items, step)
+    return SidModel(rec, params, step, record, index_path)

@@ -64,29 +64,6 @@ def make_schedule(
     raise ValueError(f"unknown schedule {name!r}; expected one of {SCHEDULES}")
 
 
-def continue_cosine(
-    schedule: optax.Schedule, at_step: int, total_steps: int, end_value: float
-) -> optax.Schedule:
-    """`schedule` up to `at_step`, then a cosine from its value there down to `end_value` at
-    `total_steps`.
-
-    For a run whose length is re-planned mid-way (a wall-clock budget): re-making the cosine
-    for the new total would move the learning rate up when the run gets longer; continuing
-    from the current value keeps it continuous and never increasing after the warm-up.
-    """
-    at_step = int(at_step)
-    span = max(int(total_steps) - at_step, 1)
-    start = float(schedule(at_step))
-
-    def continued(step):
-        step = jnp.asarray(step, jnp.float32)
-        frac = jnp.clip((step - at_step) / span, 0.0, 1.0)
-        tail = end_value + (start - end_value) * 0.5 * (1.0 + jnp.cos(math.pi * frac))
-        return jnp.where(step < at_step, schedule(step), tail)
-
-    return continued
-
-
 def make_optimizer(
     name: str = "adafactor",
     learning_rate: float | optax.Schedule = 1e-3,

@@ -25,10 +25,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
-from jaxrec import optimizers, sid_aux
+from jaxrec import sid_aux
 from jaxrec.data.canonical import read_dataset
 from jaxrec.data.dataset import DataError, Dataset
 from jaxrec.indexing.sid_vocab import SidVocabulary
@@ -36,10 +35,6 @@ from jaxrec.models.configs import get_config
 from jaxrec.sid_retrieval import SidRetrieval, TrainingData, TrainSettings
 
 log = logging.getLogger(__name__)
-
-# Re-plan the schedule when the steps that fit the rest of the budget differ from the plan by
-# more than this fraction (each re-plan recompiles the step).
-REPLAN_TOLERANCE = 0.03
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +49,11 @@ class RecipeConfig:
       item_id_inputs: add an item-id embedding to each history item's code embeddings (the
         output stays the semantic id, decoded over the catalogue trie).
       train: how the network is trained (mode, batch, learning rate, ...).
-      minutes: wall-clock budget of the whole run, index and test evaluation included.
+      minutes: wall-clock budget of the whole run, index and test evaluation included (used
+        when neither `steps` nor `epochs` is set).
+      steps / epochs: a fixed plan instead of a budget: this many training steps (or epochs of
+        the training rows); the run is then the same on any machine and resumes exactly.
+      eval_every_steps: steps between validations in a fixed plan (default: a tenth of it).
       index_embeddings / index_levels / index_codes / index_epochs: the RQ-VAE index built
         when no index is given.
       validation_users: size of the fixed validation subset used for model selection.
@@ -70,6 +69,9 @@ class RecipeConfig:
     item_id_inputs: bool = False
     train: TrainSettings = TrainSettings()
     minutes: float = 120.0
+    steps: int = 0
+    epochs: float = 0.0
+    eval_every_steps: int = 0
     index_embeddings: str = "auto"
     index_levels: int = 3
     index_codes: int = 256
@@ -90,20 +92,6 @@ class RecipeConfig:
             raise ValueError("prefix_shared training needs encoder_causal=True")
 
 
-class _Clock:
-    """Wall-clock seconds per stage since the start of the run."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 1)
-
-
 def build_or_load_index(
     dataset: Dataset, dataset_dir: str, cfg: RecipeConfig, index_path: str | None, out: str
 ):
@@ -114,30 +102,21 @@ def build_or_load_index(
     from jaxrec.indexing.rqvae import RQVAEConfig
     from jaxrec.indexing.schemes import load_index
 
+    path = os.path.join(out, f"{dataset.name}.index.json")
     if index_path:
         verify_index(index_path, dataset, dataset_dir)  # the index describes these items
         index = load_index(index_path, num_items=dataset.num_items)
-        return index, {"index": index_path, "levels": index.levels}
+        if os.path.abspath(index_path) != os.path.abspath(path):  # the MODEL_DIR keeps its own
+            index.to_json(path, dataset=dataset)
+        return index, {"index": path, "source": index_path, "levels": index.levels}
     emb = embed.item_embeddings(dataset, cfg.index_embeddings, seed=cfg.seed, source=dataset.name)
     rq = RQVAEConfig(
         levels=cfg.index_levels, codes=cfg.index_codes, epochs=cfg.index_epochs, seed=cfg.seed
     )
     index, report = build.build_index(dataset, "rqvae", emb, rq)
-    path = os.path.join(out, f"{dataset.name}.index.json")
     index.to_json(path, dataset=dataset)  # with the record of the items it indexes
     report = {k: v for k, v in report.items() if k != "config"}
     return index, {"index": path, **report}
-
-
-def plan_steps(
-    available_s: float, step_s: float, eval_s: float, eval_every_s: float
-) -> tuple[int, int]:
-    """(train steps, evaluations) that fill `available_s`: training time t plus one
-    evaluation every `eval_every_s` of training (and one at the end)."""
-    train_s = (available_s - eval_s) / (1.0 + eval_s / eval_every_s)
-    steps = max(int(train_s / step_s), 1)
-    evals = max(int(steps * step_s / eval_every_s), 0) + 1
-    return steps, evals
 
 
 def plot_curve(
@@ -185,201 +164,195 @@ def run_tiger(
     cfg: RecipeConfig = RecipeConfig(),
     index_path: str | None = None,
     dataset: Dataset | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Runs the recipe; returns (and writes to OUT/result.json) the results dictionary."""
-    from jaxrec.baselines import popularity
+    """Runs the recipe into the MODEL_DIR `out_dir`; returns (and writes to OUT/result.json)
+    the results dictionary, or `{"status": "preempted", ...}` when a SIGTERM stopped it
+    (its checkpoint saved: `resume=True` continues it).
 
-    clock = _Clock()
-    budget_s = cfg.minutes * 60.0
+    OUT is a MODEL_DIR (`jaxrec.model_dir`): `model_config.json`, `jaxrec_model.json` (the
+    recipe, the index, the selected step), the index with its dataset record, and orbax
+    checkpoints at every validation (the best one kept), so `jaxrec eval` and
+    `jaxrec recommend` read it and a killed run resumes from its last validation."""
+    from jaxrec import model_dir as md
+    from jaxrec.baselines import popularity
+    from jaxrec.training import loop as tl
+    from jaxrec.training import selection
+
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
     os.makedirs(out_dir, exist_ok=True)
     dataset = dataset or read_dataset(dataset_dir)
+    recipe = _jsonable(dataclasses.asdict(cfg))
+    record = md.read_record(out_dir) if resume else None
+    if record is not None:
+        _check_same_recipe(out_dir, record, recipe)
 
     t = time.perf_counter()
-    index, index_report = build_or_load_index(dataset, dataset_dir, cfg, index_path, out_dir)
+    if record is not None:
+        index, index_report = _stored_index(out_dir, record, dataset, dataset_dir)
+    else:
+        index, index_report = build_or_load_index(dataset, dataset_dir, cfg, index_path, out_dir)
     if index.num_items != dataset.num_items:
         raise DataError(f"{index_report['index']}: {index.num_items} items, "
                         f"{dataset_dir} has {dataset.num_items}")  # fmt: skip
-    clock.add("index", time.perf_counter() - t)
-    log.info("index: %s (%.0f s)", index_report["index"], clock.seconds["index"])
+    seconds["index"] = round(time.perf_counter() - t, 1)
+    log.info("index: %s (%.0f s)", index_report["index"], seconds["index"])
 
     t = time.perf_counter()
     settings = cfg.train
-    vocab = SidVocabulary.from_index(index)
-    if settings.aux_tasks:  # task markers, <mask>, <sep>, attribute tokens
-        vocab = vocab.with_extra_tokens(sid_aux.extra_tokens(settings.aux_tasks, dataset))
-    model_cfg = get_config(
-        cfg.model, vocab_size=vocab.padded_vocab_size(), encoder_causal=cfg.encoder_causal,
-        num_input_items=dataset.num_items if cfg.item_id_inputs else 0,
-        **dict(cfg.model_overrides),
-    )  # fmt: skip
-    rec = SidRetrieval(model_cfg, vocab, settings.history, settings.item_inputs)
-    data = TrainingData(dataset, vocab, settings, rec.input_codes if cfg.item_id_inputs else None)
+    extra = sid_aux.extra_tokens(settings.aux_tasks, dataset) if settings.aux_tasks else []
+    rec, model_cfg = _recommender(cfg, index, extra, dataset.num_items)
+    data = TrainingData(
+        dataset, rec.vocab, settings, rec.input_codes if cfg.item_id_inputs else None
+    )
+    if record is None:
+        record = {
+            "kind": "semantic_id", "producer": f"jaxrec reproduce {cfg.name}",
+            "dataset": os.path.abspath(dataset_dir), "dataset_name": dataset.name,
+            "index": os.path.basename(index_report["index"]), "index_report": index_report,
+            "extra_tokens": list(extra), "history": settings.history,
+            "item_inputs": settings.item_inputs, "num_beams": cfg.num_beams,
+            "eval_batch_size": cfg.eval_batch_size, "recipe": recipe,
+            "selected_step": None, "status": "training",
+        }  # fmt: skip
+        md.write_model_files(out_dir, model_cfg, record)
     rng = np.random.default_rng(cfg.seed)
     val_users = np.sort(rng.permutation(dataset.num_users)[: cfg.validation_users])
     pop = popularity.evaluate(dataset, "test")
-    # Calibration: compile and time the search, and the first training steps (kept: they are
-    # the start of the run; the schedule is re-planned around them).
-    calib_total = 10**7
-    state, step_fn = rec.trainer_for(settings, rec.schedule_for(settings, calib_total))
-    batches = data.batches(0)
-    state, _ = rec.run_step(step_fn, state, next(batches))
-    probe = [dataset.example(int(u), "validation", settings.history).history for u in val_users]
-    rec.retrieve(state.params, probe[: cfg.eval_batch_size], cfg.num_beams, cfg.eval_batch_size)
-    t_eval = time.perf_counter()
-    n_probe = min(len(probe), 4 * cfg.eval_batch_size)
-    rec.retrieve(state.params, probe[:n_probe], cfg.num_beams, cfg.eval_batch_size)
-    query_s = (time.perf_counter() - t_eval) / n_probe
-    t_steps = time.perf_counter()
-    calib_steps = 5
-    for _ in range(calib_steps):
-        state, metrics = rec.run_step(step_fn, state, next(batches))
-    jax.block_until_ready(metrics)
-    step_s = (time.perf_counter() - t_steps) / calib_steps
-    clock.add("setup", time.perf_counter() - t)
+    setup, step_fn = rec.trainer_for(settings)
 
-    eval_s = query_s * len(val_users)
-    test_s = query_s * dataset.num_users * 1.1 + 20.0
-    margin = min(50.0, 0.1 * budget_s)  # recompilation of the step, stragglers
-    available = budget_s - clock.elapsed() - test_s - margin
-    steps, evals = plan_steps(available, step_s, eval_s, cfg.eval_every_minutes * 60)
-    steps += 1 + calib_steps
-    eval_every = max(steps // evals, 1)
-    plan = {
-        "step_seconds": round(step_s, 4),
-        "query_seconds": round(query_s, 5),
-        "train_steps": steps,
-        "epochs": round(steps / data.steps_per_epoch, 2),
-        "eval_every_steps": eval_every,
-        "validation_evaluations": evals,
-        "test_seconds_estimate": round(test_s, 1),
-    }
-    log.info("plan: %s", plan)
-    if available <= 0 or steps < 10:
-        raise DataError(f"--minutes {cfg.minutes:g} is too short for this dataset: index and "
-                        f"setup took {clock.elapsed():.0f} s, test evaluation needs about "
-                        f"{test_s:.0f} s, a step {step_s:.2f} s")  # fmt: skip
-    schedule = rec.schedule_for(settings, steps)
-    _, step_fn = rec.trainer_for(settings, schedule, init=False)
-
-    curve: list[dict] = []
-    replans: list[dict] = []
-    best: dict[str, Any] = {"recall@10": -1.0}
-    step = 1 + calib_steps
-    next_eval = step + eval_every
-    loss_window: list = []
-    step_losses: list[tuple[int, float]] = []  # (step, training loss) of every step
-
-    def first_step(state, step_fn):
-        """One step with a new step function (compiles it), outside the timed interval."""
-        state, metrics = rec.run_step(step_fn, state, next(batches))
-        loss_window.append(jax.block_until_ready(metrics["loss"]))
-        return state
+    fixed = cfg.steps or (math.ceil(cfg.epochs * data.steps_per_epoch) if cfg.epochs else 0)
+    every = cfg.eval_every_steps or max(fixed // 10, 1)
+    total = fixed or 10**7  # a budget plans the real total after timing the first steps
+    validation = selection.Validation(
+        lambda params: rec.evaluate(params, dataset, "validation", val_users, cfg.num_beams,
+                                    cfg.eval_batch_size),
+        every if fixed else total, data.steps_per_epoch, save_every=True,
+    )  # fmt: skip
+    manager = tl.checkpoint_manager(out_dir)
+    checkpoints = tl.Checkpoints(manager, every=10**9, keep=2)
+    hooks = [tl.NonFiniteStop(), tl.MetricsLog(out_dir, every=100), validation]
+    budget = None
+    if not fixed:
+        budget = selection.WallClockBudget(
+            cfg.minutes * 60.0, 0.0, 0.0, cfg.eval_every_minutes * 60,
+            make_schedule=lambda n: rec.schedule_for(settings, n),
+        )  # fmt: skip
+        hooks.append(budget)
+    hooks += [tl.Preemption(), checkpoints]
+    loop = tl.TrainLoop(None, step_fn, data.batches, rec.schedule_for(settings, total), total,
+                        rec.mesh, rec.rules, hooks)  # fmt: skip
+    resumed = checkpoints.restore_or_init(
+        loop, setup.abstract_with_shardings(), lambda: rec.init_state(setup, settings.seed)
+    )
+    if budget is not None:  # time the constrained search (this compiles it, as test will)
+        probe = [dataset.example(int(u), "validation", settings.history).history
+                 for u in val_users[: 4 * cfg.eval_batch_size]]  # fmt: skip
+        rec.retrieve(loop.state.params, probe[: cfg.eval_batch_size], cfg.num_beams,
+                     cfg.eval_batch_size)  # fmt: skip
+        t_probe = time.perf_counter()
+        rec.retrieve(loop.state.params, probe, cfg.num_beams, cfg.eval_batch_size)
+        query_s = (time.perf_counter() - t_probe) / max(len(probe), 1)
+        budget.eval_s = query_s * len(val_users)
+        budget.test_s = query_s * dataset.num_users * 1.1 + 20.0
+    seconds["setup"] = round(time.perf_counter() - t, 1)
+    loop.elapsed_before += time.perf_counter() - t_start
+    if resumed:
+        log.info("resumed %s at step %d of %d", out_dir, loop.step, loop.train_steps)
+    t_loop = time.perf_counter()
+    try:
+        status = loop.run()
+    except selection.BudgetTooShortError as e:
+        raise DataError(f"--minutes {cfg.minutes:g} is too short for this dataset: {e}") from None
+    finally:
+        manager.wait_until_finished()
+    if status == "preempted":
+        md.update_record(out_dir, status="preempted")
+        return {"status": "preempted", "step": loop.step, "out": out_dir}
+    seconds["select"] = round(validation.seconds, 1)
+    seconds["train"] = round(time.perf_counter() - t_loop - validation.seconds, 1)
 
     t = time.perf_counter()
-    state = first_step(state, step_fn)
-    step += 1
-    train_s = time.perf_counter() - t
-    seg_t0, seg_step0 = time.perf_counter(), step
-    while step < steps:
-        step += 1
-        state, metrics = rec.run_step(step_fn, state, next(batches))
-        loss_window.append(metrics["loss"])
-        if step < next_eval and step != steps:
-            continue
-        losses = [float(x) for x in jax.device_get(loss_window)]
-        if not all(math.isfinite(x) for x in losses):
-            raise FloatingPointError(f"non-finite training loss before step {step}")
-        step_losses += [(step - len(losses) + 1 + i, x) for i, x in enumerate(losses)]
-        loss_window.clear()
-        seg_s = time.perf_counter() - seg_t0
-        train_s += seg_s
-        t = time.perf_counter()
-        m = rec.evaluate(state.params, dataset, "validation", val_users, cfg.num_beams,
-                         cfg.eval_batch_size)  # fmt: skip
-        eval_s = time.perf_counter() - t
-        clock.add("select", eval_s)
-        point = {"step": step, "minutes": round(clock.elapsed() / 60, 2),
-                 "epoch": round(step / data.steps_per_epoch, 2),
-                 "loss": round(float(np.mean(losses)), 4), **m}  # fmt: skip
-        curve.append(point)
-        log.info("step %d/%d (epoch %.1f) loss %.4f | validation recall@10 %.4f ndcg@10 %.4f | "
-                 "%.1f min", step, steps, point["epoch"], point["loss"], m["recall@10"],
-                 m["ndcg@10"], point["minutes"])  # fmt: skip
-        if (m["recall@10"], m["ndcg@10"]) > (best["recall@10"], best.get("ndcg@10", -1)):
-            best = dict(m, step=step, params=jax.device_get(state.params))
-        if step >= steps:
-            break
-        # Re-plan from the rates of the last interval: the machine may have become slower or
-        # faster (other processes), and the cosine schedule should still end with the budget.
-        step_s = seg_s / (step - seg_step0)
-        remaining = budget_s - clock.elapsed() - test_s - min(20.0, 0.05 * budget_s)
-        left, evals = plan_steps(remaining, step_s, eval_s, cfg.eval_every_minutes * 60)
-        if remaining <= eval_s or left < 10:
-            log.warning("stopping at step %d: the budget leaves no room for more training",
-                        step)  # fmt: skip
-            break
-        eval_every = max(left // evals, 1)
-        if abs(step + left - steps) > REPLAN_TOLERANCE * steps:
-            # The cosine continues from the current rate to the new end: the rate stays
-            # continuous and does not rise again when the run gets longer.
-            lr = float(schedule(step))
-            replans.append({"at_step": step, "train_steps": step + left,
-                            "step_seconds": round(step_s, 4), "learning_rate": lr})  # fmt: skip
-            log.info("re-planned: %d steps in all (%.3f s/step measured; learning rate %.2e "
-                     "decays from here)", step + left, step_s, lr)  # fmt: skip
-            steps = step + left
-            schedule = optimizers.continue_cosine(
-                schedule, step, steps, settings.learning_rate * settings.final_fraction
-            )
-            t = time.perf_counter()
-            _, step_fn = rec.trainer_for(settings, schedule, init=False)
-            state = first_step(state, step_fn)
-            step += 1
-            train_s += time.perf_counter() - t
-        next_eval = min(step + eval_every, steps)
-        seg_t0, seg_step0 = time.perf_counter(), step
-    clock.add("train", train_s)
-
-    t = time.perf_counter()
-    params = best.pop("params")
+    best = dict(validation.best)
+    params = loop.state.params if best["step"] == loop.step else md.restore_params(
+        out_dir, best["step"])[0]  # fmt: skip
     test = rec.evaluate(params, dataset, "test", None, cfg.num_beams, cfg.eval_batch_size)
-    clock.add("test", time.perf_counter() - t)
-    _save_params(out_dir, params, model_cfg)
+    seconds["test"] = round(time.perf_counter() - t, 1)
+    manager.close()
+    md.update_record(out_dir, selected_step=best["step"], status="done")
 
-    total = round(clock.elapsed(), 1)
+    total_s = round(loop.elapsed() + seconds["test"], 1)
+    plan = {"train_steps": loop.train_steps, "eval_every_steps": validation.every,
+            "epochs": round(loop.train_steps / data.steps_per_epoch, 2),
+            "fixed": bool(fixed)}  # fmt: skip
+    if budget is not None:
+        plan.update(budget.plan or {}, replans=budget.replans)
     result = {
         "recipe": cfg.name,
         "dataset": dataset_dir,
         "index": index_report,
         "model": dataclasses.asdict(model_cfg),
         "train": dataclasses.asdict(settings),
-        "plan": dict(plan, replans=replans, steps_run=step),
+        "plan": dict(plan, steps_run=loop.step),
         "validation": {
             **{k: v for k, v in best.items() if k != "step"},
             "selected_step": best["step"],
         },  # fmt: skip
         "test": test,
         "popularity_test": pop,
-        "curve": curve,
-        "losses": [(int(i), round(x, 5)) for i, x in step_losses],
-        "seconds": {**clock.seconds, "total": total},
-        "minutes_budget": cfg.minutes,
+        "curve": validation.curve,
+        "losses": [(int(i), x) for i, x in validation.losses],
+        "seconds": {**seconds, "total": total_s},
+        "minutes_budget": None if fixed else cfg.minutes,
         "load_average": os.getloadavg()[0],
     }
     with open(os.path.join(out_dir, "result.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, default=str)
     refs = {**dict(cfg.references), "popularity": pop["recall@10"]}
-    plot_curve(os.path.join(out_dir, "learning_curve.png"), curve, refs,
+    plot_curve(os.path.join(out_dir, "learning_curve.png"), validation.curve, refs,
                f"{cfg.name} on {dataset.name}: validation Recall@10 "
                f"({len(val_users)} users) vs wall clock",
-               (total / 60, test["recall@10"]))  # fmt: skip
+               (total_s / 60, test["recall@10"]))  # fmt: skip
     return result
 
 
-def _save_params(out_dir: str, params: Any, model_cfg) -> None:
-    from flax import serialization
+def _recommender(cfg: RecipeConfig, index, extra_tokens, num_items: int):
+    """(SidRetrieval, T5Config) of the recipe over `index` (+ auxiliary-task tokens)."""
+    vocab = SidVocabulary.from_index(index)
+    if extra_tokens:  # task markers, <mask>, <sep>, attribute tokens
+        vocab = vocab.with_extra_tokens(list(extra_tokens))
+    model_cfg = get_config(
+        cfg.model, vocab_size=vocab.padded_vocab_size(), encoder_causal=cfg.encoder_causal,
+        num_input_items=num_items if cfg.item_id_inputs else 0, **dict(cfg.model_overrides),
+    )  # fmt: skip
+    rec = SidRetrieval(model_cfg, vocab, cfg.train.history, cfg.train.item_inputs)
+    return rec, model_cfg
 
-    with open(os.path.join(out_dir, "params.msgpack"), "wb") as f:
-        f.write(serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
-    with open(os.path.join(out_dir, "model_config.json"), "w", encoding="utf-8") as f:
-        json.dump(dataclasses.asdict(model_cfg), f, indent=1)
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+# Recipe fields a resumed run may change: the budget (more or less time for the rest).
+_RESUMABLE_CHANGES = {"minutes"}
+
+
+def _check_same_recipe(out_dir: str, record: dict, recipe: dict) -> None:
+    stored = record.get("recipe", {})
+    diff = sorted(k for k in set(stored) | set(recipe)
+                  if k not in _RESUMABLE_CHANGES and stored.get(k) != recipe.get(k))  # fmt: skip
+    if diff:
+        shown = "; ".join(f"{k}: {stored.get(k)!r} -> {recipe.get(k)!r}" for k in diff[:4])
+        raise DataError(f"{out_dir}: --resume with another recipe than the run there ({shown}); "
+                        "use the same settings, or --overwrite to start anew")  # fmt: skip
+
+
+def _stored_index(out_dir: str, record: dict, dataset: Dataset, dataset_dir: str):
+    """The index a resumed run was trained on (checked against the dataset given now)."""
+    from jaxrec.indexing.binding import verify_index
+    from jaxrec.indexing.schemes import load_index
+
+    path = os.path.join(out_dir, record["index"])
+    verify_index(path, dataset, dataset_dir)
+    return load_index(path, num_items=dataset.num_items), dict(record["index_report"], index=path)

@@ -33,6 +33,7 @@ from jaxrec.indexing.sid_vocab import SidVocabulary
 from jaxrec.indexing.trie import build_prefix_table
 from jaxrec.models.configs import T5Config
 from jaxrec.models.network import Transformer
+from jaxrec.training.schedule import PlannedCosine
 
 log = logging.getLogger(__name__)
 
@@ -191,24 +192,23 @@ class SidRetrieval:
         self._lookup = leaf_sequences(self.table)
         self._generate = {}
 
-    # -- training ----------------------------------------------------------------------------
+    # -- training ---------------------------------------------------------------------------
     @staticmethod
-    def schedule_for(settings: TrainSettings, total_steps: int):
+    def schedule_for(settings: TrainSettings, total_steps: int) -> PlannedCosine:
         """Warm-up and cosine decay to `final_fraction` of the rate at `total_steps`."""
-        return optimizers.make_schedule(
-            "cosine", settings.learning_rate, min(settings.warmup_steps, total_steps // 10),
-            total_steps, settings.final_fraction,
-        )  # fmt: skip
+        return PlannedCosine.for_run(settings.learning_rate, settings.warmup_steps, total_steps,
+                                     settings.final_fraction)  # fmt: skip
 
-    def trainer_for(self, settings: TrainSettings, schedule, init: bool = True):
-        """(initial state or None, jitted train step) for `settings` with the learning-rate
-        `schedule` (`schedule_for`, or a re-planned one).
+    def trainer_for(self, settings: TrainSettings) -> tuple[trainer.StateSetup, Any]:
+        """(state setup, jitted train step `(state, batch, learning_rate)`) for `settings`.
 
-        The optimizer state does not depend on the schedule, so a state trained with one
-        step function continues with another (the schedule re-planned)."""
-        tx = optimizers.make_optimizer(
-            "adamw", schedule, weight_decay=settings.weight_decay, max_grad_norm=1.0
-        )
+        The rate is an input of the step, so one compiled step serves any schedule
+        (`schedule_for`, or one re-planned by a wall-clock budget)."""
+
+        def make_tx(learning_rate):
+            return optimizers.make_optimizer("adamw", learning_rate, max_grad_norm=1.0,
+                                             weight_decay=settings.weight_decay)  # fmt: skip
+
         target_len = (
             settings.history * (self.vocab.levels + 1)
             if settings.mode == "prefix_shared"
@@ -220,28 +220,20 @@ class SidRetrieval:
             (settings.history, width) if self.item_inputs else (settings.history * k, 0)
         )
         setup = trainer.setup_state(
-            self.model, tx, self.mesh, self.rules, input_len, target_len, levels
+            self.model, make_tx(0.0), self.mesh, self.rules, input_len, target_len, levels
         )
-        state = None
-        if init:
-            with partitioning.mesh_context(self.mesh, self.rules):
-                state = setup.init(jax.random.key(settings.seed))
         loss_cfg = trainer.LossConfig(
             settings.label_smoothing, settings.z_loss, next_item_weight=settings.next_item_loss
         )
         step = trainer.make_train_step(
-            self.model, tx, schedule, setup.shardings, self.mesh, loss_cfg,
+            self.model, make_tx, setup.shardings, self.mesh, loss_cfg,
             dropout_seed=settings.seed, enable_dropout=self.config.dropout_rate > 0,
         )  # fmt: skip
-        return state, step
+        return setup, step
 
-    def run_step(self, step_fn, state, batch: dict[str, np.ndarray]):
-        """One training step, waited for: with several (e.g. forced host) devices, steps left
-        in flight together can deadlock in XLA:CPU's cross-device reductions."""
+    def init_state(self, setup: trainer.StateSetup, seed: int):
         with partitioning.mesh_context(self.mesh, self.rules):
-            state, metrics = step_fn(state, partitioning.shard_batch(batch, self.mesh))
-        jax.block_until_ready(metrics["loss"])
-        return state, metrics
+            return setup.init(jax.random.key(seed))
 
     # -- retrieval ---------------------------------------------------------------------------
     def retrieve(
@@ -255,36 +247,76 @@ class SidRetrieval:
     ) -> tuple[np.ndarray, float]:
         """[n, max_items] ranked item ids (-1 padded) for item-id histories, and the share of
         returned sequences that are not catalogue items (0 with the constraint)."""
+        items, _, invalid_rate = self.rank(
+            params, histories, num_beams, batch_size, max_items, progress
+        )
+        return items, invalid_rate
+
+    def rank(
+        self,
+        params: Any,
+        histories: Sequence[Sequence[int]],
+        num_beams: int = 20,
+        batch_size: int = 32,
+        max_items: int = 20,
+        progress: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """`retrieve` with scores: (items [n, max_items], scores [n, max_items] = the beam
+        log-probability of each item's semantic id (-inf padded), invalid rate)."""
+        out, out_scores, invalid, returned = None, None, 0, 0
+        for start, items, scores, bad, n_returned in self.rank_batches(
+            params, histories, num_beams, batch_size, max_items, progress
+        ):
+            if out is None:
+                out = np.full((len(histories), max_items), -1, np.int32)
+                out_scores = np.full((len(histories), max_items), -np.inf, np.float32)
+            out[start : start + len(items)] = items
+            out_scores[start : start + len(items)] = scores
+            invalid += bad
+            returned += n_returned
+        if out is None:
+            out = np.full((0, max_items), -1, np.int32)
+            out_scores = np.full((0, max_items), -np.inf, np.float32)
+        return out, out_scores, invalid / max(returned, 1)
+
+    def rank_batches(
+        self,
+        params: Any,
+        histories: Sequence[Sequence[int]],
+        num_beams: int = 20,
+        batch_size: int = 32,
+        max_items: int = 20,
+        progress: str | None = None,
+    ):
+        """Streams `(start, items, scores, invalid count, returned count)` per batch of
+        `batch_size` histories (constrained beam search over the catalogue trie)."""
         key = num_beams
         if key not in self._generate:
             self._generate[key] = make_generate_fn(
                 self.model, self.vocab.eos_id, num_beams, None, self.table.max_length
             )
         generate = self._generate[key]
-        inputs = prefix_shared.history_inputs(list(histories), self.input_codes, self.history)
-        if not self.item_inputs:
-            inputs = inputs.reshape(len(inputs), -1)
-        out = np.full((len(inputs), max_items), -1, np.int32)
-        invalid, returned = 0, 0
         t0 = time.perf_counter()
-        for start in range(0, len(inputs), batch_size):
-            chunk = inputs[start : start + batch_size]
+        n = len(histories)
+        for start in range(0, n, batch_size):
+            part = list(histories[start : start + batch_size])
+            chunk = prefix_shared.history_inputs(part, self.input_codes, self.history)
+            if not self.item_inputs:
+                chunk = chunk.reshape(len(chunk), -1)
             real = len(chunk)
             if real < batch_size:  # one compiled shape
                 chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - real, 0)])
             seqs, scores = generate(params, chunk, self.constraint)
             scores = np.asarray(scores)[:real]
-            items, bad = sequences_to_items(
-                np.asarray(seqs)[:real], scores, self.table, max_items, self._lookup
-            )
-            out[start : start + real] = items
-            invalid += int(bad.sum())
-            returned += int(np.isfinite(scores).sum())
+            items, bad, item_scores = sequences_to_items(
+                np.asarray(seqs)[:real], scores, self.table, max_items, self._lookup,
+                with_scores=True,
+            )  # fmt: skip
+            yield start, items, item_scores, int(bad.sum()), int(np.isfinite(scores).sum())
             if progress and (start // batch_size) % 50 == 49:
                 done = start + real
                 rate = done / (time.perf_counter() - t0)
-                log.info("%s: %d/%d users (%.1f users/s)", progress, done, len(inputs), rate)
-        return out, invalid / max(returned, 1)
+                log.info("%s: %d/%d users (%.1f users/s)", progress, done, n, rate)
 
     def evaluate(
         self,

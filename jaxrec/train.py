@@ -20,7 +20,6 @@ gin lives only here: library functions are made configurable below with
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib
 import json
 import logging
@@ -38,6 +37,20 @@ from absl import flags  # noqa: E402
 
 import gin  # noqa: E402
 from jaxrec import optimizers, partitioning, t5x_bridge, trainer  # noqa: E402
+from jaxrec.training import loop as tl  # noqa: E402
+
+
+class _History(tl.Hook):
+    """Per-step metrics of this process (what `train()` returns)."""
+
+    name = "history"
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def after_step(self, loop, step, metrics):
+        self.records.append({**metrics, "step": step})
+
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order", flag_values=FLAGS)
@@ -155,20 +168,20 @@ def _load_initial(path: str) -> tuple[Any, Any]:
 
 
 def _write_model_dir_files(model_dir: str, config: Any, task: Any, extra: dict) -> None:
-    """config.gin, model_config.json and vocabulary.json: what eval needs to rebuild the model."""
+    """config.gin, model_config.json, jaxrec_model.json and vocabulary.json: what eval needs
+    to rebuild the model (the MODEL_DIR contract of `jaxrec.model_dir`)."""
     import jax
     from tensorflow.io import gfile  # local paths and gs:// alike
+
+    from jaxrec import model_dir as md
 
     if jax.process_index() != 0:
         return
     with gfile.GFile(os.path.join(model_dir, "config.gin"), "w") as f:
         f.write(gin.operative_config_str())
-    model_json = {
-        k: (str(v) if k == "dtype" else list(v) if isinstance(v, tuple) else v)
-        for k, v in dataclasses.asdict(config).items()
-    }
-    with gfile.GFile(os.path.join(model_dir, "model_config.json"), "w") as f:
-        json.dump(model_json, f, indent=2)
+    record = {"kind": "text", "producer": "python -m jaxrec.train", "selected_step": None,
+              "mixture_or_task_name": extra.get("mixture_or_task_name")}  # fmt: skip
+    md.write_model_files(model_dir, config, record)
     vocab = task.output_features["targets"].vocabulary
     info = {
         "class": f"{type(vocab).__module__}.{type(vocab).__qualname__}",
@@ -299,9 +312,14 @@ def train(
     mesh = partitioning.create_mesh(mesh_shape)
     rules = partitioning.standard_logical_axis_rules(fsdp=fsdp)
     lr = schedule()
-    tx = optimizer(learning_rate=lr)
+
+    def make_tx(learning_rate):
+        return optimizer(learning_rate=learning_rate)
+
     lengths = dict(task_feature_lengths)
-    setup = trainer.setup_state(model, tx, mesh, rules, lengths["inputs"], lengths["targets"])
+    setup = trainer.setup_state(
+        model, make_tx(0.0), mesh, rules, lengths["inputs"], lengths["targets"]
+    )
     logging.info("mesh %s over %d devices", dict(mesh.shape), mesh.size)
 
     def fresh() -> trainer.TrainState:
@@ -316,19 +334,9 @@ def train(
                 p = checkpoints.resize_vocab(p, config.vocab_size, jax.random.key(seed))
             return setup.from_params(p)
 
-    loop_cfg = trainer.LoopConfig(
-        train_steps=train_steps,
-        model_dir=model_dir,
-        checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints,
-        log_every=log_every,
-    )
-    manager = trainer.checkpoint_manager(model_dir, loop_cfg)
-    state = trainer.restore_or_init(manager, setup, fresh)
     step_fn = trainer.make_train_step(
         model,
-        tx,
-        lr,
+        make_tx,
         setup.shardings,
         mesh,
         loss_cfg=loss,
@@ -344,16 +352,33 @@ def train(
                    "task_feature_lengths": lengths}  # fmt: skip
     _write_model_dir_files(model_dir, config, task, vocab_extra)
     writer = _metric_writer(os.path.join(model_dir, "train"))
+    manager = tl.checkpoint_manager(model_dir)
+    log_hook = tl.MetricsLog(model_dir, every=log_every, writer=writer)
+    checkpoints = tl.Checkpoints(manager, every=checkpoint_every, keep=keep_checkpoints)
+    history = _History()
+    loop = tl.TrainLoop(
+        None,
+        step_fn,
+        batches,
+        lr,
+        train_steps,
+        mesh,
+        rules,
+        [tl.NonFiniteStop(), history, log_hook, tl.Preemption(), checkpoints],
+    )
+    checkpoints.restore_or_init(loop, setup.abstract_with_shardings(), fresh)
+    loop.train_steps = train_steps  # TRAIN_STEPS as configured now (a restart may extend it)
     try:
-        history = trainer.train_loop(
-            state, step_fn, batches, mesh, rules, manager, loop_cfg, writer=writer
-        )
+        status = loop.run()
     finally:
         if writer is not None:
             writer.close()
         manager.close()
+    if status == "preempted":
+        logging.warning("preempted at step %d: checkpoint saved; the same command resumes",
+                        loop.step)  # fmt: skip
     _write_model_dir_files(model_dir, config, task, vocab_extra)
-    return history
+    return history.records
 
 
 def _register_configurables() -> None:

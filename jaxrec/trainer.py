@@ -1,4 +1,5 @@
-"""Train state, t5x-style loss, the jitted sharded train step, and the checkpointed loop.
+"""Train state, t5x-style loss and the jitted sharded train step (the loop that runs it, with
+checkpoints and resume, is `jaxrec.training.loop`).
 
 The step is one optimizer update over a global batch, optionally split into microbatches
 (gradients summed in a `lax.scan`, then normalised once, so 1 and N microbatches give the same
@@ -10,11 +11,7 @@ uninterrupted run's losses.
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -23,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxrec import metrics_log, partitioning
+from jaxrec import partitioning
+from jaxrec.training.loop import NonFiniteLossError  # noqa: F401  (raised by the loop)
 
 Batch = dict[str, Any]
 # Model inputs taken from a feature-converted seqio batch (EncDecFeatureConverter's names).
@@ -37,10 +34,6 @@ _MODEL_KWARGS = (
     "decoder_positions",
     "decoder_cross_positions",  # prefix-shared rows (`jaxrec.prefix_shared`)
 )
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced NaN/Inf; the last good checkpoint is kept."""
 
 
 @flax.struct.dataclass
@@ -170,23 +163,27 @@ def _batch_sums(model, params, batch: Batch, rng, loss_cfg: LossConfig, dropout:
 
 def make_train_step(
     model: nn.Module,
-    tx: optax.GradientTransformation,
-    schedule: optax.Schedule,
+    make_tx: Callable[[Any], optax.GradientTransformation],
     state_shardings: Any,
     mesh: Mesh,
     loss_cfg: LossConfig = LossConfig(),
     num_microbatches: int = 1,
     dropout_seed: int = 0,
     enable_dropout: bool = True,
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """The jitted train step `(state, batch) -> (state, metrics)`.
+) -> Callable[[TrainState, Batch, Any], tuple[TrainState, dict]]:
+    """The jitted train step `(state, batch, learning_rate) -> (state, metrics)`.
 
-    Inputs and outputs carry explicit shardings (state by its logical rules, batch over
+    The learning rate is an input (a float32 scalar the loop computes from its schedule), not
+    a constant of the compiled step: `make_tx(learning_rate)` builds the optimizer inside the
+    trace, so a schedule re-planned mid-run (a wall-clock budget) runs the same executable.
+    The optimizer state's structure does not depend on the rate (`make_tx(0.0).init` builds
+    it). Inputs and outputs carry explicit shardings (state by its logical rules, batch over
     `data`, metrics replicated) and the incoming state is donated. Trace and call it inside
     `partitioning.mesh_context(mesh, rules)` so activation constraints resolve.
     """
 
-    def step(state: TrainState, batch: Batch):
+    def step(state: TrainState, batch: Batch, learning_rate):
+        tx = make_tx(learning_rate)
         rng = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
         grad_fn = jax.grad(_batch_sums, argnums=1, has_aux=True)
         weights = batch.get(
@@ -220,7 +217,7 @@ def make_train_step(
             "z_loss": sums["z_loss"] / normalizer,
             "accuracy": sums["correct"] / jnp.maximum(sums["weight"], 1.0),
             "target_tokens": sums["weight"],
-            "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+            "learning_rate": jnp.asarray(learning_rate, jnp.float32),
             "grad_norm": optax.global_norm(grads),
             "param_norm": optax.global_norm(params),
         }
@@ -231,7 +228,7 @@ def make_train_step(
     replicated = NamedSharding(mesh, PartitionSpec())
     return jax.jit(
         step,
-        in_shardings=(state_shardings, partitioning.data_sharding(mesh)),
+        in_shardings=(state_shardings, partitioning.data_sharding(mesh), replicated),
         out_shardings=(state_shardings, replicated),
         donate_argnums=(0,),
     )
@@ -318,140 +315,3 @@ def setup_state(
         ),
     )
     return StateSetup(abstract_state, shardings, init_fn, from_params_fn)
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """Loop settings. `checkpoint_every` also forces a save at the last step."""
-
-    train_steps: int
-    model_dir: str
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 100
-
-
-def checkpoint_manager(model_dir: str, cfg: LoopConfig) -> ocp.CheckpointManager:
-    """Orbax manager under MODEL_DIR/checkpoints: every N steps, keep K, atomic writes."""
-    options = ocp.CheckpointManagerOptions(
-        save_interval_steps=cfg.checkpoint_every, max_to_keep=cfg.keep_checkpoints, create=True
-    )
-    root = model_dir if "://" in model_dir else os.path.abspath(model_dir)
-    return ocp.CheckpointManager(os.path.join(root, "checkpoints"), options=options)
-
-
-def restore_or_init(
-    manager: ocp.CheckpointManager, setup: StateSetup, fresh: Callable[[], TrainState]
-) -> TrainState:
-    """The latest checkpoint if there is one (resume), else `fresh()` (init or pretrained)."""
-    step = manager.latest_step()
-    if step is None:
-        return fresh()
-    logging.info("resuming from checkpoint at step %d in %s", step, manager.directory)
-    restored = manager.restore(step, args=ocp.args.StandardRestore(setup.abstract_with_shardings()))
-    return restored
-
-
-def _format_eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
-def train_loop(
-    state: TrainState,
-    train_step: Callable[[TrainState, Batch], tuple[TrainState, dict]],
-    batches: Callable[[int], Iterator[Batch]],
-    mesh: Mesh,
-    rules: partitioning.LogicalRules,
-    manager: ocp.CheckpointManager,
-    cfg: LoopConfig,
-    writer: Any = None,
-) -> list[dict]:
-    """Runs steps from `state.step` to `cfg.train_steps`, checkpointing and logging.
-
-    Args:
-      batches: `start_step -> iterator` of host-local numpy batches, deterministic in the step
-        so that resuming continues the same data order.
-      writer: a clu `MetricWriter` (TensorBoard), or None.
-
-    Returns:
-      Per-step metrics (python floats) of the steps run here.
-
-    Raises:
-      NonFiniteLossError: NaN/Inf in loss, gradients or updated params; nothing past the last
-        good state is saved.
-    """
-    start = int(jax.device_get(state.step))
-    history: list[dict] = []
-    # Per-interval JSON lines locally; remote (gs://) model dirs get TensorBoard events only.
-    metrics_path = (
-        None if "://" in cfg.model_dir else os.path.join(cfg.model_dir, "train_metrics.jsonl")
-    )
-    if start >= cfg.train_steps:
-        logging.info("already at step %d >= train_steps %d", start, cfg.train_steps)
-        return history
-    if metrics_path and jax.process_index() == 0:
-        metrics_log.prepare_for_resume(metrics_path, start)  # steps after `start` are redone
-    iterator = batches(start)
-    t_log = time.time()
-    tokens_since_log = 0
-    with partitioning.mesh_context(mesh, rules):
-        for step in range(start + 1, cfg.train_steps + 1):
-            host_batch = next(iterator)
-            tokens = (
-                sum(
-                    int(np.sum(host_batch[k] > 0))
-                    for k in ("encoder_input_tokens", "decoder_target_tokens")
-                )
-                * jax.process_count()
-            )
-            state, metrics = train_step(state, partitioning.shard_batch(host_batch, mesh))
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            bad = [k for k in ("loss", "grad_norm", "param_norm") if not np.isfinite(metrics[k])]
-            if bad:
-                manager.wait_until_finished()
-                raise NonFiniteLossError(
-                    f"non-finite {', '.join(bad)} at step {step} (loss={metrics['loss']}, "
-                    f"grad_norm={metrics['grad_norm']}); training stopped. Last good "
-                    f"checkpoint: step {manager.latest_step()} in {manager.directory}. Lower "
-                    "the learning rate or check the data; a restart resumes from that checkpoint."
-                )
-            metrics["step"] = step
-            history.append(metrics)
-            tokens_since_log += tokens
-            manager.save(step, args=ocp.args.StandardSave(state), force=step == cfg.train_steps)
-            if step % cfg.log_every == 0 or step == cfg.train_steps:
-                now = time.time()
-                window = history[-min(cfg.log_every, len(history)) :]
-                rate = len(window) / max(now - t_log, 1e-9)
-                summary = {
-                    "loss": float(np.mean([m["loss"] for m in window])),
-                    "accuracy": float(np.mean([m["accuracy"] for m in window])),
-                    "z_loss": float(np.mean([m["z_loss"] for m in window])),
-                    "learning_rate": metrics["learning_rate"],
-                    "grad_norm": metrics["grad_norm"],
-                    "steps_per_sec": rate,
-                    "tokens_per_sec": tokens_since_log / max(now - t_log, 1e-9),
-                }
-                eta = (cfg.train_steps - step) / max(rate, 1e-9)  # at the recent rate
-                if jax.process_index() == 0:
-                    print(
-                        f"step {step}/{cfg.train_steps} ({100 * step / cfg.train_steps:.1f}%) "
-                        f"loss {summary['loss']:.4f} acc {summary['accuracy']:.3f} "
-                        f"lr {summary['learning_rate']:.2e} | {rate:.2f} steps/s "
-                        f"{summary['tokens_per_sec']:.0f} tok/s | ETA {_format_eta(eta)}",
-                        flush=True,
-                    )
-                if jax.process_index() == 0 and metrics_path:
-                    with open(metrics_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"step": step, "last_loss": metrics["loss"], **summary}))
-                        f.write("\n")
-                if writer is not None:
-                    writer.write_scalars(step, summary)
-                t_log, tokens_since_log = now, 0
-    manager.wait_until_finished()
-    if writer is not None:
-        writer.flush()
-    return history

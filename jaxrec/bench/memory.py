@@ -106,12 +106,14 @@ def measure(
     data, model_par = mesh_shape
     mesh = partitioning.create_mesh((data, model_par), devices=jax.devices()[: data * model_par])
     rules = partitioning.standard_logical_axis_rules(fsdp=fsdp)
-    schedule = optimizers.make_schedule("constant", 1e-3)
-    tx = optimizers.make_optimizer(optimizer, schedule)
+
+    def make_tx(learning_rate):
+        return optimizers.make_optimizer(optimizer, learning_rate)
+
     module = network.Transformer(config)
-    setup = trainer.setup_state(module, tx, mesh, rules, inputs, targets)
+    setup = trainer.setup_state(module, make_tx(1e-3), mesh, rules, inputs, targets)
     step = trainer.make_train_step(
-        module, tx, schedule, setup.shardings, mesh, num_microbatches=microbatches
+        module, make_tx, setup.shardings, mesh, num_microbatches=microbatches
     )
     names = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
     shapes = {
@@ -121,7 +123,8 @@ def measure(
     abstract_batch = partitioning.abstract_batch(shapes, mesh)
     t0 = time.perf_counter()
     with partitioning.mesh_context(mesh, rules):
-        lowered = step.lower(setup.abstract_with_shardings(), abstract_batch)
+        lr = jax.ShapeDtypeStruct((), jnp.float32)
+        lowered = step.lower(setup.abstract_with_shardings(), abstract_batch, lr)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()

@@ -20,6 +20,7 @@ The item-id mapping (dense id -> source item id) is the `original_id` of each re
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import math
 import os
@@ -30,7 +31,7 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxrec.data.dataset import DataError, Dataset, Item, item_map_fingerprint
-from jaxrec.data.formats import read_json_object
+from jaxrec.data.formats import json_kind, read_json_object
 
 FORMAT_VERSION = 1
 
@@ -154,6 +155,45 @@ def _dense_lists(path: str, obj: dict, count: int | None = None) -> list:
     return [obj[str(k)] for k in range(n)]
 
 
+def _item_id_lists(path: str, values: list) -> list:
+    """Each user's value of an `.inter.json` as a list of integer item ids (integers, or strings
+    of integers); anything else is a DataError naming the file, the user and the entry."""
+    int32 = np.iinfo(np.int32)
+    if all(isinstance(seq, list) for seq in values):  # the common case: integers only
+        flat = list(itertools.chain.from_iterable(values))
+        if set(map(type, flat)) <= {int}:  # ints only (a bool is not one here)
+            try:
+                arr = np.asarray(flat, np.int64)
+                in_range = not arr.size or (int32.min <= arr.min() and arr.max() <= int32.max)
+            except OverflowError:  # beyond int64
+                in_range = False
+            if in_range:
+                return values
+    out = []
+    for u, seq in enumerate(values):
+        user = f'"{u}"'  # the JSON key
+        if not isinstance(seq, list):
+            raise DataError(
+                f"{path}: user {user}: expected a list of item ids, got {json_kind(seq)}"
+            )
+        ids = []
+        for pos, item in enumerate(seq):
+            try:
+                if isinstance(item, bool) or not isinstance(item, int | str):
+                    raise ValueError
+                item_id = int(item)
+            except ValueError:
+                raise DataError(
+                    f"{path}: user {user}, position {pos}: expected an integer item id, "
+                    f"got {json_kind(item, show=True)}"
+                ) from None
+            if not int32.min <= item_id <= int32.max:
+                raise DataError(f"{path}: user {user}, position {pos}: item id {item} out of range")
+            ids.append(item_id)
+        out.append(ids)
+    return out
+
+
 def read_dataset(data_dir: str, name: str | None = None) -> Dataset:
     """Read a dataset written by `write_dataset` (validates every file against the others)."""
     name = name or find_dataset_name(data_dir)
@@ -170,7 +210,7 @@ def read_dataset(data_dir: str, name: str | None = None) -> Dataset:
     if version != FORMAT_VERSION:
         raise DataError(f"{meta_path}: format_version {version!r}, expected {FORMAT_VERSION}")
     inter_path = p + ".inter.json"
-    seqs = _dense_lists(inter_path, read_json_object(inter_path))
+    seqs = _item_id_lists(inter_path, _dense_lists(inter_path, read_json_object(inter_path)))
     num_users = len(seqs)
     item_path = p + ".item.json"
     items = []

@@ -250,6 +250,30 @@ def read_sequence_txt(path: str) -> Interactions:
     return out
 
 
+def json_kind(value: Any, show: bool = False) -> str:
+    """What a JSON value is, for messages: "a string", "null", ...; `show`: with the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        kind = "a boolean"
+    elif isinstance(value, int):
+        kind = "an integer"
+    elif isinstance(value, float):
+        kind = "a number"
+    elif isinstance(value, str):
+        kind = "a string"
+    elif isinstance(value, list):
+        kind = "a list"
+    elif isinstance(value, dict):
+        kind = "an object"
+    else:
+        kind = f"a {type(value).__name__}"
+    if not show:
+        return kind
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def read_json_object(path: str) -> dict[str, Any]:
     """A JSON object file; duplicate keys are an error (json would silently keep the last)."""
 
@@ -301,7 +325,9 @@ def read_lcrec_inter(path: str) -> Interactions:
     out = Interactions(source=f"lcrec:{os.path.basename(path)}", positions_only=True)
     for user, seq in read_json_object(path).items():
         if not isinstance(seq, list):
-            raise DataError(f"{path}: user {user!r}: expected a list of item ids")
+            raise DataError(
+                f"{path}: user {user!r}: expected a list of item ids, got {json_kind(seq)}"
+            )
         if not seq:
             raise DataError(f"{path}: user {user!r} has an empty history")
         for pos, item in enumerate(seq):

@@ -86,6 +86,10 @@ RAW_CASES = {
         "amazon", "reviews_D_5.json", b"[" * 100000 + b"\n", ["reviews_D_5.json:1:", "malformed"]
     ),
     "deeply-nested-json": ("lcrec", "N.inter.json", b"[" * 100000, ["N.inter.json", "malformed"]),
+    "history-not-a-list": (
+        "lcrec", "S.inter.json", b'{"12": "1 2 3"}',
+        ["S.inter.json: user '12': expected a list of item ids, got a string"],
+    ),
     "missing-path": ("p5", "Missing.txt", None, ["Missing.txt: no such file"]),
 }  # fmt: skip
 
@@ -130,6 +134,54 @@ def test_one_item_user_in_a_prepared_dataset(dataset, tmp_path, capsys):
     assert main(["data", "stats", str(d)]) == 2
     _one_line_error(capsys, str(d), "has 1 interactions")
     assert _snapshot(d) == before
+
+
+# (the value of user "12" in a prepared `.inter.json`, what follows `{path}: user "12"`)
+INTER_CASES = {
+    "string": ("12 13 14", ": expected a list of item ids, got a string"),
+    "null": (None, ": expected a list of item ids, got null"),
+    "object": ({"0": 1}, ": expected a list of item ids, got an object"),
+    "number": (5, ": expected a list of item ids, got an integer"),
+    "non-integer-string": (
+        [3, "B00abc", 4],
+        ', position 1: expected an integer item id, got a string "B00abc"',
+    ),
+    "float": ([3, 2.5, 4], ", position 1: expected an integer item id, got a number 2.5"),
+    "integral-float": ([3, 2.0, 4], ", position 1: expected an integer item id, got a number 2.0"),
+    "bool": ([3, True, 4], ", position 1: expected an integer item id, got a boolean true"),
+    "nested-list": ([3, [1, 2], 4], ", position 1: expected an integer item id, got a list [1, 2]"),
+    "null-entry": ([3, None, 4], ", position 1: expected an integer item id, got null"),
+    "out-of-int32": ([3, 2**40, 4], f", position 1: item id {2**40} out of range"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INTER_CASES))
+def test_bad_history_in_a_prepared_inter_json(dataset, tmp_path, capsys, case):
+    value, problem = INTER_CASES[case]
+    d = _copy(dataset, tmp_path)
+    path = d / "synthetic.inter.json"
+    inter = json.loads(path.read_text())
+    if isinstance(value, list):  # as long as the original: only the bad entry is wrong
+        value = inter["12"][:1] + value[1:2] + inter["12"][2:]
+    inter["12"] = value
+    path.write_text(json.dumps(inter))
+    before = _snapshot(d)
+    assert main(["data", "stats", str(d)]) == 2
+    line = _one_line_error(capsys)
+    assert line == f'jaxrec: error: {path}: user "12"{problem}'
+    assert main(["tasks", "list", "--dataset", str(d)]) == 2
+    assert _one_line_error(capsys) == line
+    assert _snapshot(d) == before
+
+
+def test_integer_strings_in_a_prepared_inter_json_are_read_as_before(dataset, tmp_path):
+    from jaxrec.data.canonical import read_dataset
+
+    d = _copy(dataset, tmp_path)
+    path = d / "synthetic.inter.json"
+    inter = json.loads(path.read_text())
+    path.write_text(json.dumps({u: [str(i) for i in seq] for u, seq in inter.items()}))
+    assert read_dataset(str(d)).equals(read_dataset(str(dataset)))
 
 
 @pytest.mark.parametrize("case", ["mixed-length", "missing-items", "other-dataset", "truncated"])

@@ -7,7 +7,7 @@ import pytest
 from jaxrec import cli
 from jaxrec.data import canonical, prepare, synthetic
 from jaxrec.data.processing import PrepareOptions
-from jaxrec.reproduce import plan_steps
+from jaxrec.training.selection import plan_steps
 
 
 def test_plan_fills_the_available_time_with_training_and_evaluations():

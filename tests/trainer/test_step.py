@@ -1,6 +1,7 @@
 """Train step: t5x loss maths, optimizers/schedules, mesh + microbatch invariance, NaN guard."""
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,8 @@ import pytest
 
 from jaxrec import optimizers, partitioning, trainer
 from jaxrec.models import configs, network
+from jaxrec.training import loop
+from jaxrec.training.schedule import PlannedCosine
 
 INPUT_LEN, TARGET_LEN, BATCH = 16, 8, 8
 
@@ -43,9 +46,12 @@ def _setup(mesh_shape, optimizer="adafactor", schedule=None):
     # Factor every matrix (the tiny dims are < t5x's 128): an unfactored Adafactor's first
     # update is sign(grad), which flips on float noise where a gradient is ~0.
     kwargs = {"min_dim_size_to_factor": 16} if optimizer == "adafactor" else {}
-    tx = optimizers.make_optimizer(optimizer, schedule, **kwargs)
-    setup = trainer.setup_state(_tiny_model(), tx, mesh, rules, INPUT_LEN, TARGET_LEN)
-    return mesh, rules, tx, schedule, setup
+
+    def make_tx(learning_rate):
+        return optimizers.make_optimizer(optimizer, learning_rate, **kwargs)
+
+    setup = trainer.setup_state(_tiny_model(), make_tx(0.0), mesh, rules, INPUT_LEN, TARGET_LEN)
+    return mesh, rules, make_tx, schedule, setup
 
 
 @functools.cache
@@ -61,14 +67,15 @@ def _two_steps(mesh_shape, num_microbatches=1):
     """Losses of two steps, and params after each, from the shared initial state."""
     mesh, rules, tx, schedule, setup = _setup(mesh_shape)
     step = trainer.make_train_step(
-        _tiny_model(), tx, schedule, setup.shardings, mesh, num_microbatches=num_microbatches,
+        _tiny_model(), tx, setup.shardings, mesh, num_microbatches=num_microbatches,
         enable_dropout=False,
     )  # fmt: skip
     losses, params = [], []
     with partitioning.mesh_context(mesh, rules):
         state = setup.place(_initial_state())
         for i in range(2):
-            state, metrics = step(state, partitioning.shard_batch(_batch(i), mesh))
+            lr = np.float32(schedule(i))
+            state, metrics = step(state, partitioning.shard_batch(_batch(i), mesh), lr)
             losses.append(float(metrics["loss"]))
             params.append(jax.device_get(state.params))
     return losses, params, jax.tree.map(lambda x: x.sharding, state.params)
@@ -119,23 +126,28 @@ def test_schedules_follow_t5x():
 
 
 @pytest.mark.parametrize("new_total", [600, 1500])  # the run re-planned shorter / longer
-def test_continued_cosine_is_continuous_and_never_rises(new_total):
-    cos = optimizers.make_schedule("cosine", 1.0, warmup_steps=10, total_steps=1000)
+def test_replanned_cosine_is_continuous_and_never_rises(new_total):
+    cos = PlannedCosine.for_run(1.0, warmup_steps=10, total=1000, final_fraction=0.05)
+    optax_cos = optimizers.make_schedule("cosine", 1.0, 10, 1000, final_fraction=0.05)
+    steps = np.arange(0, 1000)
+    np.testing.assert_allclose([cos(s) for s in steps], [float(optax_cos(s)) for s in steps],
+                               rtol=1e-5, atol=1e-7)  # fmt: skip
     at = 400
-    cont = optimizers.continue_cosine(cos, at, new_total, end_value=0.05)
+    cont = cos.replanned(at, new_total)
     steps = np.arange(0, new_total + 50)
-    lr = np.array([float(cont(s)) for s in steps])
-    np.testing.assert_allclose(lr[:at], [float(cos(s)) for s in steps[:at]], rtol=1e-6)
-    assert lr[at] == pytest.approx(float(cos(at)), rel=1e-6)  # no jump at the re-plan
-    assert np.all(np.diff(lr[10:]) <= 1e-7)  # after the warm-up: only decays
-    assert lr[new_total] == pytest.approx(0.05, abs=1e-6) and lr[-1] == pytest.approx(0.05)
-    remade = float(optimizers.make_schedule("cosine", 1.0, 10, new_total)(at))
+    lr = np.array([cont(s) for s in steps])
+    np.testing.assert_allclose(lr[:at], [cos(s) for s in steps[:at]], rtol=1e-12)
+    assert lr[at] == pytest.approx(cos(at), rel=1e-12)  # no jump at the re-plan
+    assert np.all(np.diff(lr[10:]) <= 1e-12)  # after the warm-up: only decays
+    assert lr[new_total] == pytest.approx(0.05) and lr[-1] == pytest.approx(0.05)
+    remade = PlannedCosine.for_run(1.0, 10, new_total, 0.05)(at)
     # Re-making the cosine for the new total would have jumped up (longer) or down (shorter).
     assert abs(remade - lr[at]) > 0.1
-    # Continued twice (re-planned again) still continuous.
-    again = optimizers.continue_cosine(cont, at + 100, new_total + 200, end_value=0.05)
-    assert float(again(at + 100)) == pytest.approx(float(cont(at + 100)), rel=1e-6)
-    assert float(again(at + 150)) < float(again(at + 100))
+    # Re-planned again: still continuous; and it survives a checkpoint's JSON round trip.
+    again = cont.replanned(at + 100, new_total + 200)
+    assert again(at + 100) == pytest.approx(cont(at + 100), rel=1e-12)
+    assert again(at + 150) < again(at + 100)
+    assert PlannedCosine.from_dict(json.loads(json.dumps(again.to_dict()))) == again
 
 
 @pytest.mark.parametrize("name", optimizers.OPTIMIZERS)
@@ -195,15 +207,11 @@ def test_microbatching_gives_the_same_update():
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     # The learning rate turns NaN from step index 3 on, poisoning the 4th update's params.
-    schedule = lambda s: jnp.where(s >= 3, jnp.nan, 1e-3)
+    schedule = lambda s: np.nan if s >= 3 else 1e-3  # noqa: E731
     mesh, rules, tx, schedule, setup = _setup((1, 1), "adamw", schedule)
-    step = trainer.make_train_step(
-        _tiny_model(), tx, schedule, setup.shardings, mesh, enable_dropout=False
-    )
-    cfg = trainer.LoopConfig(train_steps=8, model_dir=str(tmp_path), checkpoint_every=2)
-    manager = trainer.checkpoint_manager(str(tmp_path), cfg)
-    with partitioning.mesh_context(mesh, rules):
-        state = setup.from_params(_initial_state().params)
+    step = trainer.make_train_step(_tiny_model(), tx, setup.shardings, mesh, enable_dropout=False)
+    manager = loop.checkpoint_manager(str(tmp_path))
+    ckpt = loop.Checkpoints(manager, every=2)
 
     def batches(start):
         i = start
@@ -211,10 +219,36 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
             yield _batch(i)
             i += 1
 
+    run = loop.TrainLoop(None, step, batches, schedule, 8, mesh, rules,
+                         [loop.NonFiniteStop(), ckpt])  # fmt: skip
+    with partitioning.mesh_context(mesh, rules):
+        initial = setup.from_params(_initial_state().params)
+    assert not ckpt.restore_or_init(run, setup.abstract_with_shardings(), lambda: initial)
     with pytest.raises(trainer.NonFiniteLossError, match=r"step 4 .*Last good checkpoint: step 2"):
-        trainer.train_loop(state, step, batches, mesh, rules, manager, cfg)
+        run.run()
     assert manager.latest_step() == 2
-    restored = trainer.restore_or_init(manager, setup, fresh=lambda: None)
-    assert int(restored.step) == 2
-    assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(restored.params)))
+    again = loop.TrainLoop(None, step, batches, schedule, 8, mesh, rules, [ckpt])
+    assert ckpt.restore_or_init(again, setup.abstract_with_shardings(), fresh=lambda: None)
+    assert again.step == 2
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(again.state.params)))
     manager.close()
+
+
+def test_learning_rate_is_data_one_compile_for_any_schedule():
+    mesh, rules, tx, _, setup = _setup((1, 1), "adamw")
+    step = trainer.make_train_step(_tiny_model(), tx, setup.shardings, mesh, enable_dropout=False)
+    with partitioning.mesh_context(mesh, rules):
+        state = setup.from_params(_initial_state().params)
+        out = []
+        for lr in (1e-3, 5e-3, 0.0):
+            s, metrics = step(jax.tree.map(jnp.copy, state), partitioning.shard_batch(
+                _batch(0), mesh), np.float32(lr))  # fmt: skip
+            out.append((float(metrics["learning_rate"]), jax.device_get(s.params)))
+    assert step._cache_size() == 1  # the rate changed three times, the step compiled once
+    assert [lr for lr, _ in out] == pytest.approx([1e-3, 5e-3, 0.0])
+    first = jax.tree.leaves(jax.device_get(state.params))
+    moved = [
+        max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(p), first, strict=True))
+        for _, p in out
+    ]
+    assert moved[2] == 0.0 and 0 < moved[0] < moved[1]  # the update scales with the rate
