@@ -19,7 +19,20 @@ import sys
 from jaxrec import quiet
 from jaxrec.data.dataset import DataError
 
-COMMAND_GROUPS = ("data", "index", "tasks", "eval", "baseline", "demo", "reproduce")
+COMMAND_GROUPS = ("data", "index", "tasks", "eval", "recommend", "baseline", "demo", "reproduce")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A log handler writing to whatever `sys.stderr` is at the time of each record (a
+    redirected or captured stream replaces it after the handler was made)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
-        stream=sys.stderr,
+        handlers=[_StderrHandler()],
     )
     try:
         return int(args.func(args) or 0)

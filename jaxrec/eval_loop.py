@@ -67,11 +67,13 @@ def retrieve(
     batch_size: int = 16,
     constrained: bool = True,
     max_items: int = 20,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with_item_scores: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Ranked item lists for encoded prompts `inputs [n, length]`.
 
     Returns:
-      items [n, max_items] (-1 padded), invalid [n, num_returns] and scores [n, num_returns].
+      items [n, max_items] (-1 padded), invalid [n, num_returns] and scores [n, num_returns];
+      with `with_item_scores` also [n, max_items] each item's sequence score (-inf padded).
     """
     key = ("generate", table.eos_id, num_beams, num_returns, table.max_length)
     generate = loaded.function(
@@ -82,14 +84,15 @@ def retrieve(
     )
     constraint = Constraint.from_table(table) if constrained else None
     lookup = leaf_sequences(table)
-    items, invalid, scores = [], [], []
+    items, invalid, scores, item_scores = [], [], [], []
     for idx, real in _batches(len(inputs), loaded.batch_size(batch_size), "retrieval"):
         with loaded.context():
             seqs, sc = generate(loaded.params, loaded.put(inputs[idx]), constraint)
         seqs, sc = np.asarray(seqs)[:real], np.asarray(sc)[:real]
-        it, inv = sequences_to_items(seqs, sc, table, max_items, lookup)
-        items.append(it), invalid.append(inv), scores.append(sc)
-    return np.concatenate(items), np.concatenate(invalid), np.concatenate(scores)
+        it, inv, isc = sequences_to_items(seqs, sc, table, max_items, lookup, with_scores=True)
+        items.append(it), invalid.append(inv), scores.append(sc), item_scores.append(isc)
+    out = np.concatenate(items), np.concatenate(invalid), np.concatenate(scores)
+    return (*out, np.concatenate(item_scores)) if with_item_scores else out
 
 
 def make_score_fn(model) -> Callable:
@@ -257,7 +260,7 @@ def evaluate_model_dir(
     checkpoint_step: int | None = None,
     index_path: str | None = None,
     item_repr: str | None = None,
-    num_beams: int = 20,
+    num_beams: int | None = None,
     batch_size: int = 16,
     templates: Sequence[int] = (0,),
     input_length: int | None = None,
@@ -275,7 +278,83 @@ def evaluate_model_dir(
     With several templates the headline figures are their mean and each template's figures
     are under "templates".
     """
+    from jaxrec import model_dir as md
     from jaxrec.tasks import examples as ex_lib
+
+    if md.is_sid_model_dir(model_dir):
+        if task != "retrieval":
+            raise DataError(f"{model_dir}: a semantic-id model evaluates retrieval only, not "
+                            f"{task!r}")  # fmt: skip
+        return evaluate_sid_model_dir(model_dir, dataset_dir, split, checkpoint_step,
+                                      num_beams, batch_size, max_users,
+                                      model_config_path)  # fmt: skip
+    num_beams = num_beams or 20
+    loaded, source, vocab, input_length, item_repr = text_setup(
+        model_dir, dataset_dir, task, checkpoint_step, index_path, item_repr, input_length,
+        mesh_shape, model_config_path,
+    )  # fmt: skip
+    per_template, rows = {}, []
+    metrics: dict[str, Any] = {}
+    for t in templates:
+        opts = dataclasses.replace(source.options, eval_template=t)
+        exs = ex_lib.eval_examples(task, source.dataset, source.renderer, split, opts)
+        exs = exs[:max_users] if max_users else exs
+        metrics, t_rows = evaluate(
+            loaded, exs, task, vocab.encode, vocab.decode, source.renderer.strings,
+            vocab.eos_id, input_length, num_beams, batch_size, constrained,
+        )  # fmt: skip
+        per_template[str(t)] = metrics
+        rows += [dict(r, template=t) for r in t_rows]
+    result = evaluation.mean_over_templates(per_template) if len(templates) > 1 else metrics
+    result = dict(result, num_users=per_template[str(templates[0])]["num_users"])
+    result.update(task=task, split=split, step=loaded.step, item_repr=item_repr)
+    if len(templates) > 1:
+        result["templates"] = per_template
+    return result, rows
+
+
+def evaluate_sid_model_dir(
+    model_dir: str,
+    dataset_dir: str,
+    split: str = "test",
+    checkpoint_step: int | None = None,
+    num_beams: int | None = None,
+    batch_size: int | None = None,
+    max_users: int | None = None,
+    model_config_path: str | None = None,
+    ks: Sequence[int] = evaluation.DEFAULT_KS,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Full-ranking retrieval of a semantic-id MODEL_DIR (`jaxrec reproduce`, `jaxrec demo`)
+    on a split: the same constrained search and metrics the recipe reported."""
+    from jaxrec import model_dir as md
+    from jaxrec.data.canonical import read_dataset
+    from jaxrec.indexing.binding import verify_index
+
+    sid = md.load_sid_model(model_dir, checkpoint_step, model_config_path)
+    dataset = read_dataset(dataset_dir)
+    verify_index(sid.index_path, dataset, dataset_dir)  # the model's items are these
+    users = np.arange(dataset.num_users)[:max_users] if max_users else None
+    beams = num_beams or sid.num_beams
+    metrics, rows = sid.rec.evaluate(sid.params, dataset, split, users, beams,
+                                     batch_size or sid.batch_size, ks, with_rows=True)  # fmt: skip
+    metrics.update(task="retrieval", split=split, step=sid.step, item_repr="sid")
+    return metrics, rows
+
+
+def text_setup(
+    model_dir: str,
+    dataset_dir: str,
+    task: str = "retrieval",
+    checkpoint_step: int | None = None,
+    index_path: str | None = None,
+    item_repr: str | None = None,
+    input_length: int | None = None,
+    mesh_shape: str | None = None,
+    model_config_path: str | None = None,
+):
+    """(loaded model, task source, vocabulary, input length, item_repr) of a text MODEL_DIR
+    over a dataset: the registered task's prompts, vocabulary and item strings, checked
+    against the model's vocabulary."""
     from jaxrec.tasks import registry
 
     loaded = load_model_dir(model_dir, checkpoint_step, mesh_shape, model_config_path)
@@ -300,21 +379,4 @@ def evaluate_model_dir(
     lengths = info.get("task_feature_lengths") or {}
     input_length = input_length or lengths.get("inputs") or 512
 
-    per_template, rows = {}, []
-    metrics: dict[str, Any] = {}
-    for t in templates:
-        opts = dataclasses.replace(source.options, eval_template=t)
-        exs = ex_lib.eval_examples(task, source.dataset, source.renderer, split, opts)
-        exs = exs[:max_users] if max_users else exs
-        metrics, t_rows = evaluate(
-            loaded, exs, task, vocab.encode, vocab.decode, source.renderer.strings,
-            vocab.eos_id, input_length, num_beams, batch_size, constrained,
-        )  # fmt: skip
-        per_template[str(t)] = metrics
-        rows += [dict(r, template=t) for r in t_rows]
-    result = evaluation.mean_over_templates(per_template) if len(templates) > 1 else metrics
-    result = dict(result, num_users=per_template[str(templates[0])]["num_users"])
-    result.update(task=task, split=split, step=loaded.step, item_repr=item_repr)
-    if len(templates) > 1:
-        result["templates"] = per_template
-    return result, rows
+    return loaded, source, vocab, input_length, item_repr

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,8 @@ def _train_prefix_shared(ds, data_dir: str, model_dir: str, cfg: DemoConfig) -> 
         seed=cfg.seed,
     )
     index_path = os.path.join(data_dir, f"{ds.name}.index.json")
+    if os.path.isdir(model_dir):  # an earlier demo's model: this run trains anew
+        shutil.rmtree(model_dir)
     return reproduce.run_tiger(data_dir, model_dir, recipe, index_path=index_path, dataset=ds)
 
 

@@ -231,6 +231,9 @@ def run_tiger(
         every if fixed else total, data.steps_per_epoch, save_every=True,
     )  # fmt: skip
     manager = tl.checkpoint_manager(out_dir)
+    if not resume and manager.latest_step() is not None:
+        raise DataError(f"{out_dir}: holds checkpoints of an earlier run; resume it "
+                        "(--resume) or start anew (--overwrite)")  # fmt: skip
     checkpoints = tl.Checkpoints(manager, every=10**9, keep=2)
     hooks = [tl.NonFiniteStop(), tl.MetricsLog(out_dir, every=100), validation]
     budget = None

@@ -31,6 +31,7 @@ from jaxrec.decoding import Constraint, leaf_sequences, sequences_to_items
 from jaxrec.generation import make_generate_fn
 from jaxrec.indexing.sid_vocab import SidVocabulary
 from jaxrec.indexing.trie import build_prefix_table
+from jaxrec.models.adapters import SemanticIdModel
 from jaxrec.models.configs import T5Config
 from jaxrec.models.network import Transformer
 from jaxrec.training.schedule import PlannedCosine
@@ -222,12 +223,13 @@ class SidRetrieval:
         setup = trainer.setup_state(
             self.model, make_tx(0.0), self.mesh, self.rules, input_len, target_len, levels
         )
-        loss_cfg = trainer.LossConfig(
-            settings.label_smoothing, settings.z_loss, next_item_weight=settings.next_item_loss
-        )
+        adapter = SemanticIdModel(
+            self.model, trainer.LossConfig(settings.label_smoothing, settings.z_loss),
+            next_item_weight=settings.next_item_loss,
+        )  # fmt: skip
         step = trainer.make_train_step(
-            self.model, make_tx, setup.shardings, self.mesh, loss_cfg,
-            dropout_seed=settings.seed, enable_dropout=self.config.dropout_rate > 0,
+            adapter, make_tx, setup.shardings, self.mesh, dropout_seed=settings.seed,
+            enable_dropout=self.config.dropout_rate > 0,
         )  # fmt: skip
         return setup, step
 
@@ -327,8 +329,10 @@ class SidRetrieval:
         num_beams: int = 20,
         batch_size: int = 32,
         ks: Sequence[int] = evaluation.DEFAULT_KS,
-    ) -> dict[str, float]:
-        """Full-ranking Recall/NDCG@K on a split (all users, or `users`), history included."""
+        with_rows: bool = False,
+    ):
+        """Full-ranking Recall/NDCG@K on a split (all users, or `users`), history included;
+        with `with_rows` also per-user rows (user, target, ranked items, rank of the target)."""
         users = np.arange(dataset.num_users) if users is None else np.asarray(users)
         examples = [dataset.example(int(u), split, self.history) for u in users]
         ranked, invalid_rate = self.retrieve(
@@ -336,7 +340,15 @@ class SidRetrieval:
             progress=f"{split} retrieval",
         )  # fmt: skip
         targets = np.array([e.target for e in examples], np.int64)
-        metrics = evaluation.retrieval_metrics(ranked, targets, ks)
+        ranks = evaluation.target_ranks(ranked, targets)
+        metrics = evaluation.metrics_from_ranks(ranks, ks)
         metrics["invalid_rate"] = invalid_rate
         metrics["num_users"] = len(users)
-        return metrics
+        if not with_rows:
+            return metrics
+        rows = [
+            {"user": int(u), "target": int(t), "items": [int(i) for i in it if i >= 0],
+             "rank": int(r) or None}
+            for u, t, it, r in zip(users, targets, ranked, ranks, strict=True)
+        ]  # fmt: skip
+        return metrics, rows

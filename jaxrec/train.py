@@ -307,6 +307,7 @@ def train(
         config = config.replace(vocab_size=t5x_bridge.padded_vocab_size(mixture_or_task_name))
         logging.info("vocab_size raised to %d for the task vocabulary", config.vocab_size)
     model = network.Transformer(config)
+    from jaxrec.models.adapters import EncoderDecoderModel
 
     tf.io.gfile.makedirs(model_dir)
     mesh = partitioning.create_mesh(mesh_shape)
@@ -335,11 +336,10 @@ def train(
             return setup.from_params(p)
 
     step_fn = trainer.make_train_step(
-        model,
+        EncoderDecoderModel(model, loss),
         make_tx,
         setup.shardings,
         mesh,
-        loss_cfg=loss,
         num_microbatches=num_microbatches,
         dropout_seed=seed,
         enable_dropout=config.dropout_rate > 0,

@@ -26,14 +26,6 @@ from jaxrec import partitioning
 from jaxrec.training.loop import NonFiniteLossError  # noqa: F401  (raised by the loop)
 
 Batch = dict[str, Any]
-# Model inputs taken from a feature-converted seqio batch (EncDecFeatureConverter's names).
-_MODEL_KWARGS = (
-    "encoder_segment_ids",
-    "decoder_segment_ids",
-    "encoder_positions",
-    "decoder_positions",
-    "decoder_cross_positions",  # prefix-shared rows (`jaxrec.prefix_shared`)
-)
 
 
 @flax.struct.dataclass
@@ -60,10 +52,6 @@ class LossConfig:
     label_smoothing: float = 0.0
     z_loss: float = 1e-4
     loss_normalizing_factor: float | str | None = "NUM_REAL_TARGET_TOKENS"
-    # Weight of the auxiliary next-item cross-entropy at every encoder position (batches with
-    # `encoder_next_items`, see `Transformer.__call__`); summed like the token
-    # losses, so it shares their normaliser.
-    next_item_weight: float = 0.0
 
 
 def token_losses(
@@ -111,62 +99,11 @@ def loss_normalizer(weights: jax.Array, factor: float | str | None) -> jax.Array
     return jnp.asarray(float(factor), jnp.float32)
 
 
-def _apply_model(
-    model: nn.Module, params, batch: Batch, rng, enable_dropout: bool, next_items: bool = False
-):
-    kwargs = {k: batch[k] for k in _MODEL_KWARGS if k in batch}
-    if next_items:
-        kwargs["next_items"] = True
-    return model.apply(
-        {"params": params},
-        batch["encoder_input_tokens"],
-        batch["decoder_input_tokens"],
-        batch["decoder_target_tokens"],
-        enable_dropout=enable_dropout,
-        rngs={"dropout": rng} if enable_dropout else None,
-        **kwargs,
-    )
-
-
-def _uses_next_items(batch: Batch, loss_cfg: LossConfig) -> bool:
-    return bool(loss_cfg.next_item_weight) and "encoder_next_items" in batch
-
-
-def _batch_sums(model, params, batch: Batch, rng, loss_cfg: LossConfig, dropout: bool):
-    """Summed (not normalised) loss and counts of one (micro)batch."""
-    next_items = _uses_next_items(batch, loss_cfg)
-    out = _apply_model(model, params, batch, rng, dropout, next_items)
-    logits, item_logits = out if next_items else (out, None)  # [batch, len, vocab]
-    targets = batch["decoder_target_tokens"]
-    weights = batch.get("decoder_loss_weights", (targets > 0).astype(jnp.float32))
-    weights = weights.astype(jnp.float32)
-    loss, z_part = token_losses(logits, targets, loss_cfg.label_smoothing, loss_cfg.z_loss)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
-    sums = {
-        "loss": jnp.sum(loss * weights),
-        "z_loss": jnp.sum(z_part * weights),
-        "correct": jnp.sum(correct * weights),
-        "weight": jnp.sum(weights),
-    }
-    if next_items:
-        nxt = batch["encoder_next_items"]  # [batch, input_length] item id + 1, 0 = none
-        item_ce = (
-            jax.nn.logsumexp(item_logits, axis=-1)
-            - jnp.take_along_axis(item_logits, nxt[..., None], axis=-1)[..., 0]
-        )
-        real = (nxt > 0).astype(jnp.float32)
-        sums["next_item_loss"] = jnp.sum(item_ce * real)
-        sums["next_items"] = jnp.sum(real)
-        sums["loss"] = sums["loss"] + loss_cfg.next_item_weight * sums["next_item_loss"]
-    return sums["loss"], sums
-
-
 def make_train_step(
-    model: nn.Module,
+    model: Any,
     make_tx: Callable[[Any], optax.GradientTransformation],
     state_shardings: Any,
     mesh: Mesh,
-    loss_cfg: LossConfig = LossConfig(),
     num_microbatches: int = 1,
     dropout_seed: int = 0,
     enable_dropout: bool = True,
@@ -185,44 +122,38 @@ def make_train_step(
     def step(state: TrainState, batch: Batch, learning_rate):
         tx = make_tx(learning_rate)
         rng = jax.random.fold_in(jax.random.key(dropout_seed), state.step)
-        grad_fn = jax.grad(_batch_sums, argnums=1, has_aux=True)
+
+        def sums_fn(params, mb, mb_rng):
+            return model.loss_sums(params, mb, mb_rng, enable_dropout)
+
+        grad_fn = jax.grad(sums_fn, has_aux=True)
         weights = batch.get(
             "decoder_loss_weights", (batch["decoder_target_tokens"] > 0).astype(jnp.float32)
         )
-        normalizer = loss_normalizer(weights, loss_cfg.loss_normalizing_factor)
+        normalizer = loss_normalizer(weights, model.loss_cfg.loss_normalizing_factor)
         if num_microbatches <= 1:
-            grads, sums = grad_fn(model, state.params, batch, rng, loss_cfg, enable_dropout)
+            grads, sums = grad_fn(state.params, batch, rng)
         else:
             # [batch, ...] -> [micro, batch / micro, ...]; summing grads keeps the update exact.
             micro = jax.tree.map(lambda x: x.reshape((num_microbatches, -1) + x.shape[1:]), batch)
 
             def body(carry, xs):
                 index, mb = xs
-                g, s = grad_fn(
-                    model, state.params, mb, jax.random.fold_in(rng, index), loss_cfg,
-                    enable_dropout,
-                )  # fmt: skip
+                g, s = grad_fn(state.params, mb, jax.random.fold_in(rng, index))
                 return jax.tree.map(jnp.add, carry, (g, s)), None
 
-            keys = ["loss", "z_loss", "correct", "weight"]
-            keys += ["next_item_loss", "next_items"] if _uses_next_items(batch, loss_cfg) else []
-            zero_sums = {k: jnp.zeros((), jnp.float32) for k in keys}
+            zero_sums = {k: jnp.zeros((), jnp.float32) for k in model.sum_keys(batch)}
             init = (jax.tree.map(jnp.zeros_like, state.params), zero_sums)
             (grads, sums), _ = jax.lax.scan(body, init, (jnp.arange(num_microbatches), micro))
         grads = jax.tree.map(lambda g: g / normalizer, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
-            "loss": sums["loss"] / normalizer,
-            "z_loss": sums["z_loss"] / normalizer,
-            "accuracy": sums["correct"] / jnp.maximum(sums["weight"], 1.0),
-            "target_tokens": sums["weight"],
+            **model.metrics(sums, normalizer),
             "learning_rate": jnp.asarray(learning_rate, jnp.float32),
             "grad_norm": optax.global_norm(grads),
             "param_norm": optax.global_norm(params),
         }
-        if "next_items" in sums:  # the auxiliary next-item loss, per encoder position
-            metrics["next_item_loss"] = sums["next_item_loss"] / jnp.maximum(sums["next_items"], 1)
         return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())

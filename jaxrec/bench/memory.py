@@ -99,6 +99,7 @@ def measure(
 
     from jaxrec import optimizers, partitioning, trainer
     from jaxrec.models import configs, network
+    from jaxrec.models.adapters import EncoderDecoderModel
 
     config = configs.get_config(model_name, vocab_size=vocab, dtype=dtype, dropout_rate=0.1)
     if layers is not None:
@@ -113,7 +114,7 @@ def measure(
     module = network.Transformer(config)
     setup = trainer.setup_state(module, make_tx(1e-3), mesh, rules, inputs, targets)
     step = trainer.make_train_step(
-        module, make_tx, setup.shardings, mesh, num_microbatches=microbatches
+        EncoderDecoderModel(module), make_tx, setup.shardings, mesh, num_microbatches=microbatches
     )
     names = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
     shapes = {

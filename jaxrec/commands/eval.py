@@ -42,8 +42,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--task", choices=("retrieval", "ranking", "rating"), default="retrieval")
     p.add_argument("--index", default=None, help="item index .index.json (item_repr sid)")
     p.add_argument("--item-repr", default=None, help="default: from the trained task's name")
-    p.add_argument("--num-beams", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--num-beams",
+        type=int,
+        default=None,
+        help="default: the model's (semantic-id MODEL_DIRs), else 20",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="default: the model's (semantic-id MODEL_DIRs), else 16",
+    )
     p.add_argument("--templates", default="0", help="comma-separated eval template indices")
     p.add_argument("--input-length", type=int, default=None, help="default: the trained one")
     p.add_argument("--unconstrained", action="store_true", help="free beam search (+invalid)")
@@ -74,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     result, rows = eval_loop.evaluate_model_dir(
         args.model_dir, args.dataset, split=args.split, task=args.task,
         checkpoint_step=args.checkpoint_step, index_path=args.index, item_repr=args.item_repr,
-        num_beams=args.num_beams, batch_size=args.batch_size,
+        num_beams=args.num_beams, batch_size=args.batch_size or 16,
         templates=tuple(int(t) for t in args.templates.split(",")),
         input_length=args.input_length, constrained=not args.unconstrained,
         max_users=args.max_users, mesh_shape=args.mesh, model_config_path=args.model_config,

@@ -397,18 +397,14 @@ class Transformer(nn.Module):
         enable_dropout: bool = True,
         decode: bool = False,
         decoder_cross_positions: Array | None = None,
-        next_items: bool = False,
-    ) -> Array | tuple[Array, Array]:
+    ) -> Array:
         """Teacher-forced logits `[batch, target_length, vocab]` (float32).
 
         `decoder_input_tokens` is `decoder_target_tokens` shifted right with 0 as the start
-        token (per segment when packed); token 0 is padding and is masked out.
-
-        With `next_items`, also `[batch, input_length, items + 1]` float32 logits of each
-        encoder position's next item (id + 1; 0 is padding), scored against the item-id input
-        embedding (`num_input_items`), tied as in SASRec: a training-time auxiliary objective
-        on the encoder (retrieval still decodes semantic ids). It adds no parameters, so
-        checkpoints and generation are unchanged.
+        token (per segment when packed); token 0 is padding and is masked out. What training
+        does with the logits (and with the encoder's outputs, e.g. the semantic-id recipe's
+        next-item loss) is the model adapter's (`jaxrec.models.adapters`): the network is
+        forward-only.
         """
         del encoder_positions
         encoded = self.encode(
@@ -426,12 +422,4 @@ class Transformer(nn.Module):
             decode=decode,
             decoder_cross_positions=decoder_cross_positions,
         )
-        if not next_items:
-            return logits
-        if not (encoder_input_tokens.ndim == 3 and self.config.num_input_items):
-            raise ValueError("next-item logits need item-level inputs with item ids "
-                             "(config.num_input_items > 0)")  # fmt: skip
-        table = self.encoder.variables["params"]["item_embedder"]["embedding"]
-        table = nn.meta.unbox(table).astype(jnp.float32)  # [items + 1, embed]
-        item_logits = jnp.dot(encoded.astype(jnp.float32), table.T)
-        return logits, item_logits.at[..., 0].set(-1e9)  # id 0 is padding, never a target
+        return logits

@@ -96,7 +96,7 @@ class Validation(Hook):
 
     def after_step(self, loop: TrainLoop, step: int, metrics: dict[str, float]):
         self.losses.append((step, round(metrics["loss"], 5)))
-        self._window.append(metrics["loss"])
+        self._window.append(self.losses[-1][1])  # as saved: a resumed window is the same
         if step < self.next_at and step < loop.train_steps:
             return
         t = time.perf_counter()

@@ -1,5 +1,6 @@
-"""The auxiliary next-item objective: SASRec's cross-entropy over all items at every encoder
-position, scored against the item-id input embedding; it adds no parameters."""
+"""The semantic-id adapter's auxiliary next-item objective: SASRec's cross-entropy over all
+items at every encoder position, scored against the item-id input embedding; it adds no
+parameters and leaves the network forward-only."""
 
 import flax.linen as nn
 import jax
@@ -9,6 +10,7 @@ import pytest
 
 from jaxrec import prefix_shared, trainer
 from jaxrec.baselines import packing
+from jaxrec.models.adapters import EncoderDecoderModel, SemanticIdModel
 from jaxrec.models.configs import get_config
 from jaxrec.models.network import Transformer
 
@@ -25,23 +27,27 @@ def _batch():
     return {k: jnp.asarray(v) for k, v in batch.items()}
 
 
+def _model(**kw):
+    cfg = get_config("tiny", vocab_size=64, dropout_rate=0.1, encoder_causal=True, **kw)
+    return Transformer(cfg)
+
+
 def test_next_item_loss_is_the_item_cross_entropy_on_the_encoder_outputs():
-    cfg = get_config("tiny", vocab_size=64, dropout_rate=0.0, encoder_causal=True,
-                     num_input_items=NUM_ITEMS)  # fmt: skip
-    model = Transformer(cfg)
+    model = _model(num_input_items=NUM_ITEMS)
     batch = _batch()
     model_inputs = {k: v for k, v in batch.items() if k != "encoder_next_items"}
     params = nn.unbox(model.init(jax.random.key(0), **model_inputs)["params"])
     rng = jax.random.key(1)
+    loss_cfg = trainer.LossConfig(z_loss=0.0)
+    plain, plain_sums = EncoderDecoderModel(model, loss_cfg).loss_sums(params, batch, rng, True)
+    unweighted, same_sums = SemanticIdModel(model, loss_cfg).loss_sums(params, batch, rng, True)
+    weighted, sums = SemanticIdModel(model, loss_cfg, 0.5).loss_sums(params, batch, rng, True)
+    assert "next_item_loss" not in plain_sums and "next_item_loss" not in same_sums
+    assert float(unweighted) == float(plain)  # same dropout masks: one network, one rng stream
+    np.testing.assert_allclose(float(sums["loss"] - 0.5 * sums["next_item_loss"]), float(plain),
+                               rtol=1e-5)  # fmt: skip
 
-    plain, plain_sums = trainer._batch_sums(
-        model, params, batch, rng, trainer.LossConfig(z_loss=0.0), False
-    )
-    weighted, sums = trainer._batch_sums(
-        model, params, batch, rng, trainer.LossConfig(z_loss=0.0, next_item_weight=0.5), False
-    )
-    assert "next_item_loss" not in plain_sums
-
+    sums_eval = SemanticIdModel(model, loss_cfg, 0.5).loss_sums(params, batch, None, False)[1]
     encoded = model.apply({"params": params}, batch["encoder_input_tokens"],
                           batch["encoder_segment_ids"], enable_dropout=False,
                           method="encode")  # fmt: skip
@@ -52,27 +58,29 @@ def test_next_item_loss_is_the_item_cross_entropy_on_the_encoder_outputs():
     log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
     picked = np.take_along_axis(logits, np.maximum(nxt - 1, 0)[..., None], -1)[..., 0]
     want = float(((log_z - picked) * real).sum())
-    np.testing.assert_allclose(float(sums["next_item_loss"]), want, rtol=1e-4)
-    assert float(sums["next_items"]) == real.sum()
-    np.testing.assert_allclose(float(weighted), float(plain) + 0.5 * want, rtol=1e-4)
+    np.testing.assert_allclose(float(sums_eval["next_item_loss"]), want, rtol=1e-4)
+    assert float(sums_eval["next_items"]) == real.sum()
+    assert float(weighted) == pytest.approx(float(sums["loss"]))
 
 
 def test_the_head_adds_no_parameters_and_needs_item_ids():
     batch = _batch()
     model_inputs = {k: v for k, v in batch.items() if k != "encoder_next_items"}
-    cfg = get_config("tiny", vocab_size=64, encoder_causal=True, num_input_items=NUM_ITEMS)
-    model = Transformer(cfg)
-    params = model.init(jax.random.key(0), **model_inputs)["params"]
-    out = model.apply({"params": params}, **model_inputs, enable_dropout=False,
-                      next_items=True)  # fmt: skip
-    assert out[1].shape == (*batch["encoder_next_items"].shape, NUM_ITEMS + 1)
-    plain = model.apply({"params": params}, **model_inputs, enable_dropout=False)
-    np.testing.assert_array_equal(out[0], plain)  # same decoder logits, same parameters
-    codes_only = dict(
-        model_inputs, encoder_input_tokens=model_inputs["encoder_input_tokens"][..., :K]
-    )
-    bare = Transformer(get_config("tiny", vocab_size=64, encoder_causal=True))
-    bare_params = bare.init(jax.random.key(0), **codes_only)["params"]
+    with_ids = _model(num_input_items=NUM_ITEMS)
+    params = with_ids.init(jax.random.key(0), **model_inputs)["params"]
+    names = {"/".join(map(str, p)) for p, _ in jax.tree_util.tree_leaves_with_path(params)}
+    assert not any("next" in n for n in names)  # only the item-id input embedding is used
     with pytest.raises(ValueError, match="num_input_items"):
-        bare.apply({"params": bare_params}, **codes_only, enable_dropout=False,
-                   next_items=True)  # fmt: skip
+        SemanticIdModel(_model(), trainer.LossConfig(), next_item_weight=1.0)
+
+
+def test_score_batch_is_the_targets_log_likelihood():
+    model = _model(num_input_items=NUM_ITEMS)
+    batch = _batch()
+    model_inputs = {k: v for k, v in batch.items() if k != "encoder_next_items"}
+    params = nn.unbox(model.init(jax.random.key(0), **model_inputs)["params"])
+    adapter = EncoderDecoderModel(model, trainer.LossConfig(z_loss=0.0))
+    scores = adapter.score_batch(params, batch)
+    total, _ = adapter.loss_sums(params, batch, None, False)
+    assert scores.shape == (batch["encoder_input_tokens"].shape[0],)
+    np.testing.assert_allclose(-float(scores.sum()), float(total), rtol=1e-5)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jaxrec import pipeline
+from jaxrec import eval_loop, pipeline
 
 
 @pytest.mark.parametrize("recipe", ["prefix_shared", "mixture"])
@@ -34,3 +34,10 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path, recipe):
     assert losses[-1] < losses[0]
     if recipe == "mixture":
         assert len(losses) == cfg.train_steps
+    # The demo's model is a MODEL_DIR like any other: `jaxrec eval` gives its figures again.
+    again, _ = eval_loop.evaluate_model_dir(
+        str(tmp_path / "model"), str(tmp_path / "data"), split="test", num_beams=cfg.num_beams,
+        max_users=cfg.eval_users if recipe == "mixture" else None,
+    )  # fmt: skip
+    for key in ("recall@10", "ndcg@10", "recall@20"):
+        assert again[key] == pytest.approx(metrics["jaxrec"][key], abs=1e-12), key

@@ -11,6 +11,7 @@ import pytest
 
 from jaxrec import optimizers, partitioning, trainer
 from jaxrec.models import configs, network
+from jaxrec.models.adapters import EncoderDecoderModel
 from jaxrec.training import loop
 from jaxrec.training.schedule import PlannedCosine
 
@@ -67,8 +68,8 @@ def _two_steps(mesh_shape, num_microbatches=1):
     """Losses of two steps, and params after each, from the shared initial state."""
     mesh, rules, tx, schedule, setup = _setup(mesh_shape)
     step = trainer.make_train_step(
-        _tiny_model(), tx, setup.shardings, mesh, num_microbatches=num_microbatches,
-        enable_dropout=False,
+        EncoderDecoderModel(_tiny_model()), tx, setup.shardings, mesh,
+        num_microbatches=num_microbatches, enable_dropout=False,
     )  # fmt: skip
     losses, params = [], []
     with partitioning.mesh_context(mesh, rules):
@@ -209,7 +210,9 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     # The learning rate turns NaN from step index 3 on, poisoning the 4th update's params.
     schedule = lambda s: np.nan if s >= 3 else 1e-3  # noqa: E731
     mesh, rules, tx, schedule, setup = _setup((1, 1), "adamw", schedule)
-    step = trainer.make_train_step(_tiny_model(), tx, setup.shardings, mesh, enable_dropout=False)
+    step = trainer.make_train_step(
+        EncoderDecoderModel(_tiny_model()), tx, setup.shardings, mesh, enable_dropout=False
+    )
     manager = loop.checkpoint_manager(str(tmp_path))
     ckpt = loop.Checkpoints(manager, every=2)
 
@@ -236,7 +239,9 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_learning_rate_is_data_one_compile_for_any_schedule():
     mesh, rules, tx, _, setup = _setup((1, 1), "adamw")
-    step = trainer.make_train_step(_tiny_model(), tx, setup.shardings, mesh, enable_dropout=False)
+    step = trainer.make_train_step(
+        EncoderDecoderModel(_tiny_model()), tx, setup.shardings, mesh, enable_dropout=False
+    )
     with partitioning.mesh_context(mesh, rules):
         state = setup.from_params(_initial_state().params)
         out = []
