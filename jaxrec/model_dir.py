@@ -100,14 +100,16 @@ def _write_json(path: str, obj: dict[str, Any]) -> None:
 
 
 def write_model_files(model_dir: str, config: Any, record: dict[str, Any]) -> None:
-    """model_config.json and jaxrec_model.json (`record` + the format version)."""
+    """model_config.json (unless `config` is None) and jaxrec_model.json (`record` + the
+    format version)."""
     if jax.process_index() != 0:
         return
-    fields = {
-        k: (str(v) if k == "dtype" else list(v) if isinstance(v, tuple) else v)
-        for k, v in dataclasses.asdict(config).items()
-    }
-    _write_json(os.path.join(model_dir, "model_config.json"), fields)
+    if config is not None:
+        fields = {
+            k: (str(v) if k == "dtype" else list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(config).items()
+        }
+        _write_json(os.path.join(model_dir, "model_config.json"), fields)
     _write_json(os.path.join(model_dir, RECORD), {"format_version": FORMAT_VERSION, **record})
 
 
@@ -328,6 +330,9 @@ def load_sid_model(
     if record is None or record.get("kind") != "semantic_id":
         raise DataError(f"{model_dir}: not a semantic-id MODEL_DIR (no {RECORD} of kind "
                         "'semantic_id')")  # fmt: skip
+    if "index" not in record:
+        raise DataError(f"{model_dir}: holds no trained model yet (status "
+                        f"{record.get('status')!r}); resume its run first")  # fmt: skip
     fields = _config_fields(os.path.join(model_dir, "model_config.json"))
     if model_config_path:
         fields.update(_config_fields(model_config_path))

@@ -187,6 +187,11 @@ def run_tiger(
     record = md.read_record(out_dir) if resume else None
     if record is not None:
         _check_same_recipe(out_dir, record, recipe)
+    else:  # first, so that a run stopped while indexing is still one to resume
+        md.write_model_files(out_dir, None, {"kind": "semantic_id", "recipe": recipe,
+                                             "status": "indexing"})  # fmt: skip
+    if record is not None and "index" not in record:
+        record = None  # stopped before its index was written: start it again
 
     t = time.perf_counter()
     if record is not None:

@@ -249,37 +249,15 @@ class SidRetrieval:
     ) -> tuple[np.ndarray, float]:
         """[n, max_items] ranked item ids (-1 padded) for item-id histories, and the share of
         returned sequences that are not catalogue items (0 with the constraint)."""
-        items, _, invalid_rate = self.rank(
-            params, histories, num_beams, batch_size, max_items, progress
-        )
-        return items, invalid_rate
-
-    def rank(
-        self,
-        params: Any,
-        histories: Sequence[Sequence[int]],
-        num_beams: int = 20,
-        batch_size: int = 32,
-        max_items: int = 20,
-        progress: str | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, float]:
-        """`retrieve` with scores: (items [n, max_items], scores [n, max_items] = the beam
-        log-probability of each item's semantic id (-inf padded), invalid rate)."""
-        out, out_scores, invalid, returned = None, None, 0, 0
-        for start, items, scores, bad, n_returned in self.rank_batches(
+        out = np.full((len(histories), max_items), -1, np.int32)
+        invalid, returned = 0, 0
+        for start, items, _, bad, n_returned in self.rank_batches(
             params, histories, num_beams, batch_size, max_items, progress
         ):
-            if out is None:
-                out = np.full((len(histories), max_items), -1, np.int32)
-                out_scores = np.full((len(histories), max_items), -np.inf, np.float32)
             out[start : start + len(items)] = items
-            out_scores[start : start + len(items)] = scores
             invalid += bad
             returned += n_returned
-        if out is None:
-            out = np.full((0, max_items), -1, np.int32)
-            out_scores = np.full((0, max_items), -np.inf, np.float32)
-        return out, out_scores, invalid / max(returned, 1)
+        return out, invalid / max(returned, 1)
 
     def rank_batches(
         self,

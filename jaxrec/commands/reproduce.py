@@ -87,6 +87,9 @@ def _check_out(args) -> None:
             raise DataError(f"--out {args.out}: not a jaxrec run (no {md.RECORD}); refusing "
                             "to delete it with --overwrite")  # fmt: skip
         shutil.rmtree(out)
+    if os.path.isdir(out) and os.listdir(out):
+        raise DataError(f"--out {args.out}: directory is not empty; pass --resume to continue "
+                        "the run there or --overwrite to start anew")  # fmt: skip
     check_out_dir(out, overwrite=False)
 
 
