@@ -121,12 +121,6 @@ def update_record(model_dir: str, **fields: Any) -> None:
     _write_json(os.path.join(model_dir, RECORD), {**record, **fields})
 
 
-def default_step(model_dir: str) -> int | None:
-    """The step a reader takes by default: the record's `selected_step`, else the latest."""
-    record = read_record(model_dir) if _exists(os.path.join(model_dir, RECORD)) else None
-    return (record or {}).get("selected_step")
-
-
 def _exists(path: str) -> bool:
     from tensorflow.io import gfile
 
@@ -341,9 +335,7 @@ def load_sid_model(
     if not _exists(index_path):
         raise DataError(f"{index_path}: not found (the index {model_dir} was trained on)")
     index = load_index(index_path)
-    vocab = SidVocabulary.from_index(index)
-    if record.get("extra_tokens"):
-        vocab = vocab.with_extra_tokens(list(record["extra_tokens"]))
+    vocab = SidVocabulary.from_index(index).with_extra_tokens(record.get("extra_tokens", ()))
     rec = SidRetrieval(config, vocab, int(record["history"]), bool(record["item_inputs"]))
     if step is None:
         step = record.get("selected_step")

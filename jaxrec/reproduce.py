@@ -327,9 +327,8 @@ def run_tiger(
 
 def _recommender(cfg: RecipeConfig, index, extra_tokens, num_items: int):
     """(SidRetrieval, T5Config) of the recipe over `index` (+ auxiliary-task tokens)."""
-    vocab = SidVocabulary.from_index(index)
-    if extra_tokens:  # task markers, <mask>, <sep>, attribute tokens
-        vocab = vocab.with_extra_tokens(list(extra_tokens))
+    # Task markers, <mask>, <sep>, attribute tokens follow the item tokens.
+    vocab = SidVocabulary.from_index(index).with_extra_tokens(extra_tokens)
     model_cfg = get_config(
         cfg.model, vocab_size=vocab.padded_vocab_size(), encoder_causal=cfg.encoder_causal,
         num_input_items=num_items if cfg.item_id_inputs else 0, **dict(cfg.model_overrides),

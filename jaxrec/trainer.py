@@ -127,10 +127,7 @@ def make_train_step(
             return model.loss_sums(params, mb, mb_rng, enable_dropout)
 
         grad_fn = jax.grad(sums_fn, has_aux=True)
-        weights = batch.get(
-            "decoder_loss_weights", (batch["decoder_target_tokens"] > 0).astype(jnp.float32)
-        )
-        normalizer = loss_normalizer(weights, model.loss_cfg.loss_normalizing_factor)
+        normalizer = model.normalizer(batch)
         if num_microbatches <= 1:
             grads, sums = grad_fn(state.params, batch, rng)
         else:

@@ -60,7 +60,7 @@ class EncoderDecoderModel:
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """(normalised loss, metrics) of one batch; dropout when `dropout_rng` is given."""
         total, sums = self.loss_sums(params, batch, dropout_rng, dropout_rng is not None)
-        norm = loss_normalizer(_weights(batch), self.loss_cfg.loss_normalizing_factor)
+        norm = self.normalizer(batch)
         return total / norm, self.metrics(sums, norm)
 
     def score_batch(self, params: Any, batch: Batch) -> jax.Array:
@@ -99,6 +99,10 @@ class EncoderDecoderModel:
         normalising once, gives the full batch's update."""
         logits = self._logits(params, batch, rng, enable_dropout)
         return self._token_sums(logits, batch)
+
+    def normalizer(self, batch: Batch) -> jax.Array:
+        """The divisor of one global batch's summed loss (`LossConfig.loss_normalizing_factor`)."""
+        return loss_normalizer(_weights(batch), self.loss_cfg.loss_normalizing_factor)
 
     def sum_keys(self, batch: Batch) -> tuple[str, ...]:
         """The keys `loss_sums` returns for batches like `batch` (microbatch accumulators)."""
