@@ -13,26 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from jaxrec import quiet
 from jaxrec.data.dataset import DataError
 
 COMMAND_GROUPS = ("data", "index", "tasks", "eval", "recommend", "baseline", "demo", "reproduce")
-
-
-class _StderrHandler(logging.StreamHandler):
-    """A log handler writing to whatever `sys.stderr` is at the time of each record (a
-    redirected or captured stream replaces it after the handler was made)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,12 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet.set_verbosity("-v" in argv or "--verbose" in argv)  # before TF/JAX are imported
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        handlers=[_StderrHandler()],
-    )
+    quiet.configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except (DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:

@@ -64,6 +64,34 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A log handler writing to whatever `sys.stderr` is at the time of each record (a
+    redirected or captured stream replaces it after the handler was made; a handler holding
+    the old one would write to a closed file)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure_logging(
+    verbose: bool = False, fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+) -> None:
+    """Python logging of an entry point: to the current stderr, INFO (DEBUG with `verbose`).
+    Replaces handlers an earlier entry point (in the same process) installed."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=fmt,
+        datefmt="%H:%M:%S",
+        handlers=[_StderrHandler()],
+        force=True,
+    )
+
+
 def set_verbosity(verbose: bool) -> None:
     """Lower (or, with `verbose`, restore) native and library logging."""
     if verbose:

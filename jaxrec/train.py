@@ -417,11 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    logging.basicConfig(
-        level=logging.DEBUG if "--verbose" in argv else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    quiet.configure_logging("--verbose" in argv)
     if FLAGS.is_parsed():  # main() called again in one process (tests)
         logging.disable(logging.INFO)  # absl logs that it unparses
         FLAGS.unparse_flags()

@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 
@@ -144,7 +143,9 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.reps, args.peer_reps = 4, 2, 1
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    from jaxrec import quiet
+
+    quiet.configure_logging(fmt="%(asctime)s %(message)s")
 
     import jax
     import jax.numpy as jnp

@@ -138,7 +138,9 @@ def main(argv: list[str]) -> int:
         help="also time epochs with 50 Sinkhorn iterations per training step",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from jaxrec import quiet
+
+    quiet.configure_logging(fmt="%(asctime)s %(name)s: %(message)s")
     epochs = args.epochs or (5 if args.quick else 50)
     reps = args.reps or (1 if args.quick else 3)
     config = RQVAEConfig(epochs=epochs)

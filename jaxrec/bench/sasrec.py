@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import statistics
-import sys
 import time
 
 import jax
@@ -132,9 +131,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--eval-every", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None, help="training time budget")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
-    )
+    from jaxrec import quiet
+
+    quiet.configure_logging(fmt="%(asctime)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     ds = load_beauty(args.data, 2000 if args.quick else None)
     prep_s = time.perf_counter() - t0

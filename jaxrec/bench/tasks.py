@@ -86,7 +86,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pack", action="store_true", help="pack examples (EncDec converter)")
     parser.add_argument("--spm", help="SentencePiece model (default: train one on the data)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from jaxrec import quiet
+
+    quiet.configure_logging(fmt="%(asctime)s %(name)s: %(message)s")
 
     import seqio
 

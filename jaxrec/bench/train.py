@@ -22,7 +22,6 @@ import logging
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 
@@ -231,7 +230,9 @@ def _time_steps(trainer, batches, steps: int) -> tuple[float, float]:
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    from jaxrec import quiet
+
+    quiet.configure_logging(fmt="%(asctime)s %(message)s")
     import flax.linen as nn
     import jax
     import jax.numpy as jnp

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from jaxrec import quiet
+
 NATIVE = ("oneDNN", "cudart_stub", "cuInit", "absl::InitializeLog", "cpu_feature_guard")
 
 
@@ -19,3 +21,24 @@ def test_quiet_by_default_and_verbose_shows_native_logs(tiny_dir):
     assert not [ln for ln in quiet.stderr.splitlines() if any(n in ln for n in NATIVE)]
     loud = _run("--verbose", "tasks", "list", "--dataset", tiny_dir, "--item-repr", "id")
     assert any(n in loud.stderr for n in NATIVE)
+
+
+def test_entry_point_logging_follows_the_current_stderr(monkeypatch):
+    """An entry point run earlier in the process (its stderr since closed) must not leave a
+    handler that fails on the next one's records ("--- Logging error ---" and a traceback)."""
+    import io
+    import logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logging.basicConfig(force=True)  # a handler holding `first`, as a plain basicConfig makes
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    quiet.configure_logging()
+    logging.getLogger("jaxrec.test").info("restored step %d", 7)
+    third = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", third)
+    logging.getLogger("jaxrec.test").info("again")
+    assert "restored step 7" in second.getvalue() and "Traceback" not in second.getvalue()
+    assert "again" in third.getvalue()
