@@ -28,6 +28,7 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.21,<2.22",  # clu writes TensorBoard event files through it
     "safetensors>=0.4",
     "scikit-learn>=1.4",
+    "threadpoolctl>=3.1",  # BLAS threads fixed at the entry points (jaxrec.cli.threads)
     "tqdm>=4.66",
     "matplotlib>=3.8",
 ]

@@ -13,7 +13,7 @@ Every trainer writes (local paths and gs:// alike):
   text kind only:        vocabulary.json (vocab size, EOS id, task name, feature lengths),
                          vocab.model (the SentencePiece model, when it is a local file).
 A MODEL_DIR written by `python -m t5x.train` (config.gin + `checkpoint_N/`) is read too
-(`jaxrec.t5x_model_dir`).
+(`jaxrec.t5x_interop.model_dir`).
 
 On several devices (`mesh_shape="auto"`, `"DATAxMODEL"`), the parameters are restored sharded by
 the logical axis rules of `jaxrec.partitioning` (as in training) and each batch of prompts is
@@ -34,8 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrec import partitioning, t5x_model_dir
+from jaxrec import partitioning
 from jaxrec.data.dataset import DataError
+from jaxrec.t5x_interop import model_dir as t5x_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,42 @@ def write_model_files(model_dir: str, config: Any, record: dict[str, Any]) -> No
     _write_json(os.path.join(model_dir, RECORD), {"format_version": FORMAT_VERSION, **record})
 
 
+def write_text_model_dir(
+    model_dir: str, config: Any, vocab: Any, extra: dict[str, Any], operative_config: str
+) -> None:
+    """What `python -m jaxrec.train` writes beside its checkpoints: config.gin (the operative
+    gin config), model_config.json, jaxrec_model.json (kind "text") and vocabulary.json
+    (+ vocab.model when the task's SentencePiece model is a readable file)."""
+    import jax
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
+    if jax.process_index() != 0:
+        return
+    with gfile.GFile(os.path.join(model_dir, "config.gin"), "w") as f:
+        f.write(operative_config)
+    record = {"kind": "text", "producer": "python -m jaxrec.train", "selected_step": None,
+              "mixture_or_task_name": extra.get("mixture_or_task_name")}  # fmt: skip
+    write_model_files(model_dir, config, record)
+    info = {
+        "class": f"{type(vocab).__module__}.{type(vocab).__qualname__}",
+        "vocab_size": int(vocab.vocab_size),
+        "eos_id": vocab.eos_id,
+        "pad_id": vocab.pad_id,
+        **extra,
+    }
+    # seqio's SentencePieceVocabulary / jaxrec's RecVocabulary (spm + item tokens).
+    spm_file = getattr(vocab, "sentencepiece_model_file", None) or getattr(vocab, "spm_path", None)
+    if getattr(vocab, "item_tokens", None):
+        info["item_tokens"] = list(vocab.item_tokens)
+    if spm_file:
+        info["source_sentencepiece_model_file"] = str(spm_file)
+    if spm_file and gfile.exists(str(spm_file)):
+        gfile.copy(str(spm_file), os.path.join(model_dir, "vocab.model"), overwrite=True)
+        info["sentencepiece_model_file"] = "vocab.model"
+    with gfile.GFile(os.path.join(model_dir, "vocabulary.json"), "w") as f:
+        json.dump(info, f, indent=2)
+
+
 def update_record(model_dir: str, **fields: Any) -> None:
     """Sets `fields` in the MODEL_DIR's record (e.g. `selected_step` at the end of a run)."""
     if jax.process_index() != 0:
@@ -139,6 +176,19 @@ def _read_json(path: str) -> dict[str, Any]:
         raise DataError(f"{path}: not found (is this a jaxrec MODEL_DIR?)") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def checkpoint_manager(model_dir: str) -> Any:
+    """The orbax manager of MODEL_DIR/checkpoints: items `default` (the train state) and `loop`
+    (the training loop's bookkeeping); atomic writes. Which steps are saved and kept is the
+    training loop's `Checkpoints` hook's."""
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True)
+    root = model_dir if "://" in model_dir else os.path.abspath(model_dir)
+    return ocp.CheckpointManager(
+        os.path.join(root, "checkpoints"), options=options, item_names=("default", "loop")
+    )
 
 
 def restore_params(
@@ -203,7 +253,7 @@ def load_model_dir(
     a (data, model) mesh of this host's devices when `mesh_shape` is given, e.g. "auto").
 
     A MODEL_DIR written by `python -m t5x.train` (config.gin + `checkpoint_N/`) is read too
-    (see `jaxrec.t5x_model_dir`). `model_config_path` names a `model_config.json`-style file
+    (see `jaxrec.t5x_interop.model_dir`). `model_config_path` names a `model_config.json`-style file
     whose `T5Config` fields win over what the MODEL_DIR says.
     """
     from jaxrec.models.configs import T5Config
@@ -264,7 +314,7 @@ def _load_t5x_model_dir(
     """A t5x MODEL_DIR: parameters of `checkpoint_{step}` (default latest), config from the
     checkpoint's shapes and config.gin."""
     from jaxrec.models.network import Transformer
-    from jaxrec.models.t5x_format import load_t5x_checkpoint
+    from jaxrec.t5x_interop.checkpoint import load_t5x_checkpoint
 
     steps = t5x_model_dir.checkpoint_steps(model_dir)
     step = steps[-1] if step is None else int(step)
@@ -287,13 +337,19 @@ def _load_t5x_model_dir(
 @dataclasses.dataclass
 class SidModel:
     """A semantic-id recommender restored from a MODEL_DIR: `rec` (a
-    `jaxrec.sid_retrieval.SidRetrieval`), its parameters, the step and the record."""
+    `jaxrec.recipes.sid_retrieval.SidRetrieval`), its parameters, the step and the record."""
 
     rec: Any
     params: Any
     step: int
     record: dict[str, Any]
     index_path: str
+
+    @property
+    def fusion_weight(self) -> float | None:
+        """The dense head's weight of a hybrid model (`jaxrec.recipes.hybrid`), else None."""
+        w = self.record.get("fusion_weight")
+        return None if w is None else float(w)
 
     @property
     def num_beams(self) -> int:
@@ -318,7 +374,7 @@ def load_sid_model(
     from jaxrec.indexing.schemes import load_index
     from jaxrec.indexing.sid_vocab import SidVocabulary
     from jaxrec.models.configs import T5Config
-    from jaxrec.sid_retrieval import SidRetrieval
+    from jaxrec.recipes.sid_retrieval import SidRetrieval
 
     record = read_record(model_dir)
     if record is None or record.get("kind") != "semantic_id":

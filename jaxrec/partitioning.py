@@ -9,7 +9,7 @@ Scaling recipe (same code from one CPU to a pod):
   mesh = create_mesh("auto")                              # or (data, model), "4x2", ...
   shardings = logical_shardings(jax.eval_shape(init), mesh, rules)  # no allocation
   state = jax.jit(init, out_shardings=shardings)()        # each shard made on its device
-  (`jaxrec.trainer.setup_state` does this for params + optimizer state)
+  (`jaxrec.training.step.setup_state` does this for params + optimizer state)
   batch = shard_batch(host_local_batch, mesh)             # host slice → global array on `data`
 """
 

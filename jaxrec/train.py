@@ -19,25 +19,30 @@ gin lives only here: library functions are made configurable below with
 
 from __future__ import annotations
 
-import ast
 import importlib
-import json
 import logging
 import os
 import sys
 import tokenize
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from jaxrec import quiet
+from jaxrec.cli import quiet
 
 quiet.set_verbosity("--verbose" in sys.argv)  # before TensorFlow or JAX is imported
 
-from absl import flags  # noqa: E402
+from absl import flags
 
-import gin  # noqa: E402
-from jaxrec import optimizers, partitioning, t5x_bridge, trainer  # noqa: E402
-from jaxrec.training import loop as tl  # noqa: E402
+import gin
+from jaxrec import model_dir as md
+from jaxrec import partitioning
+from jaxrec.cli import threads
+from jaxrec.cli.gin_checks import rewrite_gin_args
+from jaxrec.models.checkpoints import load_initial_checkpoint, resize_vocab
+from jaxrec.t5x_interop import bridge as t5x_bridge
+from jaxrec.training import loop as tl
+from jaxrec.training import optimizers, seqio_batches
+from jaxrec.training import step as train_step
 
 
 class _History(tl.Hook):
@@ -64,6 +69,13 @@ flags.DEFINE_bool("debug", False, "show tracebacks of errors", flag_values=FLAGS
 flags.DEFINE_bool(
     "verbose", False, "debug logging, TensorFlow/XLA native logs included", flag_values=FLAGS
 )
+flags.DEFINE_integer(
+    "cpu_threads",
+    None,
+    "CPU compute threads of XLA and BLAS (default $JAXREC_CPU_THREADS or 1: the same numbers on "
+    "every machine; 0 = all CPUs)",
+    flag_values=FLAGS,
+)
 flags.DEFINE_enum(
     "multihost",
     "auto",
@@ -73,134 +85,13 @@ flags.DEFINE_enum(
     flag_values=FLAGS,
 )
 
-_REFERENCE_STARTS = tuple("([{@%")
 _REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gin")
-
-
-def _gin_value(value: str) -> str:
-    """Quotes bare words/paths so `--gin.MODEL_DIR=/tmp/x` works; keeps literals and refs."""
-    if value.startswith(_REFERENCE_STARTS):
-        return value
-    try:
-        ast.literal_eval(value)  # numbers, quoted strings, True/False/None
-        return value
-    except (ValueError, SyntaxError):
-        return repr(value)
-
-
-def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
-    """`--gin.KEY=VALUE` → `--gin_bindings=KEY = VALUE` (t5x's shorthand); `--gin-file` etc.
-    → `--gin_file` (flags keep t5x's underscore spelling; dashes are accepted as an alias)."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--gin.") and "=" in arg:
-            key, value = arg[len("--gin.") :].split("=", 1)
-            out.append(f"--gin_bindings={key} = {_gin_value(value)}")
-        elif arg.startswith("--") and "-" in arg[2:].partition("=")[0]:
-            name, eq, value = arg[2:].partition("=")  # --gin-file: alias of t5x's --gin_file
-            out.append("--" + name.replace("-", "_") + eq + value)
-        else:
-            out.append(arg)
-    return out
 
 
 def _import_models():
     from jaxrec.models import configs, network
 
     return configs, network
-
-
-def make_batches(
-    mixture_or_task_name: str,
-    task_feature_lengths: dict[str, int],
-    batch_size: int,
-    split: str = "train",
-    seed: int = 0,
-    shuffle: bool = True,
-    pack: bool = False,
-    use_cached: bool = False,
-) -> Callable[[int], Iterator[dict]]:
-    """`start_step -> iterator` over this host's numpy batches of a seqio task/mixture.
-
-    The data order is a pure function of (seed, step): seqio shuffles with `seed`, repeats
-    forever, batches after `EncDecFeatureConverter(pack=pack)`, and the iterator skips the
-    `start_step` batches already trained on. Each host reads its shard (global batch / hosts).
-    """
-    import jax
-    import seqio
-
-    if batch_size % jax.process_count():
-        raise ValueError(f"BATCH_SIZE {batch_size} not divisible by {jax.process_count()} hosts")
-    host_batch = batch_size // jax.process_count()
-    converter = seqio.EncDecFeatureConverter(pack=pack)
-    shard = seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
-
-    def batches(start_step: int) -> Iterator[dict]:
-        ds = seqio.get_dataset(
-            mixture_or_task_name,
-            task_feature_lengths=dict(task_feature_lengths),
-            feature_converter=converter,
-            dataset_split=split,
-            use_cached=use_cached,
-            shuffle=shuffle,
-            num_epochs=None,
-            shard_info=shard,
-            seed=seed,
-            batch_size=host_batch,
-        )
-        return ds.skip(start_step).as_numpy_iterator()
-
-    return batches
-
-
-def _load_initial(path: str) -> tuple[Any, Any]:
-    """(config or None, params) from an HF directory or a T5X checkpoint."""
-    from tensorflow.io import gfile  # local paths and gs:// alike
-
-    from jaxrec.models import checkpoints
-
-    if gfile.exists(os.path.join(path, "config.json")):
-        logging.info("loading Hugging Face checkpoint %s", path)
-        return checkpoints.load_hf_checkpoint(path)
-    logging.info("loading T5X checkpoint %s", path)
-    loaded = checkpoints.load_t5x_checkpoint(path)
-    return loaded if isinstance(loaded, tuple) else (None, loaded)
-
-
-def _write_model_dir_files(model_dir: str, config: Any, task: Any, extra: dict) -> None:
-    """config.gin, model_config.json, jaxrec_model.json and vocabulary.json: what eval needs
-    to rebuild the model (the MODEL_DIR contract of `jaxrec.model_dir`)."""
-    import jax
-    from tensorflow.io import gfile  # local paths and gs:// alike
-
-    from jaxrec import model_dir as md
-
-    if jax.process_index() != 0:
-        return
-    with gfile.GFile(os.path.join(model_dir, "config.gin"), "w") as f:
-        f.write(gin.operative_config_str())
-    record = {"kind": "text", "producer": "python -m jaxrec.train", "selected_step": None,
-              "mixture_or_task_name": extra.get("mixture_or_task_name")}  # fmt: skip
-    md.write_model_files(model_dir, config, record)
-    vocab = task.output_features["targets"].vocabulary
-    info = {
-        "class": f"{type(vocab).__module__}.{type(vocab).__qualname__}",
-        "vocab_size": int(vocab.vocab_size),
-        "eos_id": vocab.eos_id,
-        "pad_id": vocab.pad_id,
-        **extra,
-    }
-    # seqio's SentencePieceVocabulary / jaxrec's RecVocabulary (spm + item tokens).
-    spm_file = getattr(vocab, "sentencepiece_model_file", None) or getattr(vocab, "spm_path", None)
-    if getattr(vocab, "item_tokens", None):
-        info["item_tokens"] = list(vocab.item_tokens)
-    if spm_file:
-        info["source_sentencepiece_model_file"] = str(spm_file)
-    if spm_file and gfile.exists(str(spm_file)):
-        gfile.copy(str(spm_file), os.path.join(model_dir, "vocab.model"), overwrite=True)
-        info["sentencepiece_model_file"] = "vocab.model"
-    with gfile.GFile(os.path.join(model_dir, "vocabulary.json"), "w") as f:
-        json.dump(info, f, indent=2)
 
 
 def _metric_writer(logdir: str) -> Any:
@@ -247,7 +138,7 @@ def _get_task(name: str, module: str | None) -> Any:
         ) from None
 
 
-@gin.configurable(denylist=["multihost"])
+@gin.configurable(denylist=["multihost", "cpu_threads"])
 def train(
     *,
     model_dir: str = gin.REQUIRED,
@@ -265,7 +156,7 @@ def train(
     pack: bool = False,
     schedule: Callable = optimizers.make_schedule,
     optimizer: Callable = optimizers.make_optimizer,
-    loss: trainer.LossConfig = trainer.LossConfig(),
+    loss: train_step.LossConfig = train_step.LossConfig(),
     num_microbatches: int = 1,
     seed: int = 0,
     split: str = "train",
@@ -273,6 +164,7 @@ def train(
     keep_checkpoints: int = 3,
     log_every: int = 100,
     multihost: bool | None = None,
+    cpu_threads: int | None = None,
 ) -> list[dict]:
     """Trains (or resumes) a FLAN-T5 model on a seqio task/mixture; returns per-step metrics.
 
@@ -289,6 +181,7 @@ def train(
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise DataError(f"{macro} must be a non-negative integer, got {value!r}")
     partitioning.maybe_initialize_distributed(multihost)
+    threads.fix_cpu_threads(cpu_threads)  # after jax.distributed, before any computation
     if mixture_or_task_module:
         _import_task_module(mixture_or_task_module)
     configs, network = _import_models()
@@ -297,7 +190,7 @@ def train(
     config = model_config if model_config is not None else configs.get_config("tiny")
     params = None
     if initial_checkpoint_path:
-        loaded_config, params = _load_initial(initial_checkpoint_path)
+        loaded_config, params = load_initial_checkpoint(initial_checkpoint_path)
         if loaded_config is not None:
             config = loaded_config
     if dropout_rate is not None:
@@ -318,24 +211,22 @@ def train(
         return optimizer(learning_rate=learning_rate)
 
     lengths = dict(task_feature_lengths)
-    setup = trainer.setup_state(
+    setup = train_step.setup_state(
         model, make_tx(0.0), mesh, rules, lengths["inputs"], lengths["targets"]
     )
     logging.info("mesh %s over %d devices", dict(mesh.shape), mesh.size)
 
-    def fresh() -> trainer.TrainState:
+    def fresh() -> train_step.TrainState:
         with partitioning.mesh_context(mesh, rules):
             if params is None:
                 return setup.init(jax.random.key(seed))
-            from jaxrec.models import checkpoints
-
             p = params
             rows = jax.tree.leaves(p["token_embedder"])[0].shape[0]
             if rows != config.vocab_size:
-                p = checkpoints.resize_vocab(p, config.vocab_size, jax.random.key(seed))
+                p = resize_vocab(p, config.vocab_size, jax.random.key(seed))
             return setup.from_params(p)
 
-    step_fn = trainer.make_train_step(
+    step_fn = train_step.make_train_step(
         EncoderDecoderModel(model, loss),
         make_tx,
         setup.shardings,
@@ -344,15 +235,21 @@ def train(
         dropout_seed=seed,
         enable_dropout=config.dropout_rate > 0,
     )
-    batches = make_batches(
+    batches = seqio_batches.make_batches(
         mixture_or_task_name, lengths, batch_size, split, seed, True, pack, use_cached_tasks
     )
     vocab_extra = {"mixture_or_task_name": mixture_or_task_name,
                    "mixture_or_task_module": mixture_or_task_module,
                    "task_feature_lengths": lengths}  # fmt: skip
-    _write_model_dir_files(model_dir, config, task, vocab_extra)
+    md.write_text_model_dir(
+        model_dir,
+        config,
+        task.output_features["targets"].vocabulary,
+        vocab_extra,
+        gin.operative_config_str(),
+    )
     writer = _metric_writer(os.path.join(model_dir, "train"))
-    manager = tl.checkpoint_manager(model_dir)
+    manager = md.checkpoint_manager(model_dir)
     log_hook = tl.MetricsLog(model_dir, every=log_every, writer=writer)
     checkpoints = tl.Checkpoints(manager, every=checkpoint_every, keep=keep_checkpoints)
     history = _History()
@@ -377,7 +274,13 @@ def train(
     if status == "preempted":
         logging.warning("preempted at step %d: checkpoint saved; the same command resumes",
                         loop.step)  # fmt: skip
-    _write_model_dir_files(model_dir, config, task, vocab_extra)
+    md.write_text_model_dir(
+        model_dir,
+        config,
+        task.output_features["targets"].vocabulary,
+        vocab_extra,
+        gin.operative_config_str(),
+    )
     return history.records
 
 
@@ -385,9 +288,9 @@ def _register_configurables() -> None:
     configs, network = _import_models()
     gin.external_configurable(configs.get_config, module="jaxrec.models.configs")
     gin.external_configurable(configs.T5Config, module="jaxrec.models.configs")
-    gin.external_configurable(optimizers.make_schedule, module="jaxrec.optimizers")
-    gin.external_configurable(optimizers.make_optimizer, module="jaxrec.optimizers")
-    gin.external_configurable(trainer.LossConfig, module="jaxrec.trainer")
+    gin.external_configurable(optimizers.make_schedule, module="jaxrec.training.optimizers")
+    gin.external_configurable(optimizers.make_optimizer, module="jaxrec.training.optimizers")
+    gin.external_configurable(train_step.LossConfig, module="jaxrec.training.step")
 
 
 def _resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
@@ -412,8 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     User errors (bad flags, gin typos, missing files, unknown tasks, bad data) are one line on
     stderr and exit code 2; `--debug` shows the traceback instead.
     """
+    from jaxrec.cli.gin_checks import check_overrides, explain_gin_error
     from jaxrec.data.dataset import DataError
-    from jaxrec.gin_checks import check_overrides, explain_gin_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -444,8 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DataError(explain_gin_error(e)) from None
         check_overrides(FLAGS.gin_bindings)  # before any work
         multihost = {"auto": None, "true": True, "false": False}[FLAGS.multihost]
-        train(multihost=multihost)
-    except trainer.NonFiniteLossError as e:
+        train(multihost=multihost, cpu_threads=FLAGS.cpu_threads)
+    except train_step.NonFiniteLossError as e:
         print(f"jaxrec.train: error: {_first_line(e)}", file=sys.stderr)
         return 1
     except (DataError, FileNotFoundError) as e:

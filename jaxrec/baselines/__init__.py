@@ -2,5 +2,5 @@
 
 - `popularity`: most-interacted training items.
 - `sasrec`: SASRec with cross-entropy over all items, users packed into rows (`packing`).
-- `ranking`: score-based full ranking → target ranks → `jaxrec.evaluation` metrics.
+- `ranking`: score-based full ranking → target ranks → `jaxrec.inference.metrics` metrics.
 """

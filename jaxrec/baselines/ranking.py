@@ -12,8 +12,8 @@ Two ranking conventions are reportable: the target is ranked among ALL items (th
 generative retrieval over the whole catalogue does), or the user's history items (other than
 the target itself) are excluded from the ranking (as RecBole's full-sort evaluation does).
 
-The metric formulas are `jaxrec.evaluation`'s (shared with `jaxrec eval`); this module only adds
-score-based ranking, tie handling and history exclusion.
+The metric formulas are `jaxrec.inference.metrics`'s (shared with `jaxrec eval`); this
+module only adds score-based ranking, tie handling and history exclusion.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxrec import evaluation
+from jaxrec.inference import metrics as eval_metrics
 
 DEFAULT_KS = (1, 5, 10, 20)
 
@@ -64,8 +64,9 @@ def target_ranks(
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """Mean Recall@K and NDCG@K over users (`jaxrec.evaluation`'s definitions) + `num_users`."""
+    """Mean Recall@K and NDCG@K over users (`jaxrec.inference.metrics`'s definitions) and
+    `num_users`."""
     ranks = np.asarray(ranks)
     if ranks.size == 0 or ranks.min() < 1:
         raise ValueError("full ranking gives every user a rank >= 1")
-    return {**evaluation.metrics_from_ranks(ranks, ks), "num_users": int(ranks.size)}
+    return {**eval_metrics.metrics_from_ranks(ranks, ks), "num_users": int(ranks.size)}

@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.reps, args.peer_reps = 4, 2, 1
-    from jaxrec import quiet
+    from jaxrec.cli import quiet
 
     quiet.configure_logging(fmt="%(asctime)s %(message)s")
 
@@ -151,10 +151,10 @@ def main(argv: list[str]) -> int:
     import jax.numpy as jnp
     import torch
 
-    from jaxrec.decoding import Constraint, sequences_to_items
-    from jaxrec.generation import make_generate_fn
     from jaxrec.indexing.item_index import ItemIndex
     from jaxrec.indexing.trie import build_prefix_table
+    from jaxrec.inference.decoding import Constraint, sequences_to_items
+    from jaxrec.inference.generation import make_generate_fn
     from jaxrec.models.network import Transformer
 
     torch.set_num_threads(2)

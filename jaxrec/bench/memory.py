@@ -97,9 +97,11 @@ def measure(
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxrec import optimizers, partitioning, trainer
+    from jaxrec import partitioning
     from jaxrec.models import configs, network
     from jaxrec.models.adapters import EncoderDecoderModel
+    from jaxrec.training import optimizers
+    from jaxrec.training import step as train_step
 
     config = configs.get_config(model_name, vocab_size=vocab, dtype=dtype, dropout_rate=0.1)
     if layers is not None:
@@ -112,8 +114,8 @@ def measure(
         return optimizers.make_optimizer(optimizer, learning_rate)
 
     module = network.Transformer(config)
-    setup = trainer.setup_state(module, make_tx(1e-3), mesh, rules, inputs, targets)
-    step = trainer.make_train_step(
+    setup = train_step.setup_state(module, make_tx(1e-3), mesh, rules, inputs, targets)
+    step = train_step.make_train_step(
         EncoderDecoderModel(module), make_tx, setup.shardings, mesh, num_microbatches=microbatches
     )
     names = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
@@ -173,15 +175,17 @@ def state_bytes(model_name: str, mesh_shape: tuple[int, int], optimizer: str, fs
     import jax
     import numpy as np
 
-    from jaxrec import optimizers, partitioning, trainer
+    from jaxrec import partitioning
     from jaxrec.models import configs, network
+    from jaxrec.training import optimizers
+    from jaxrec.training import step as train_step
 
     config = configs.get_config(model_name, vocab_size=vocab)
     data, model_par = mesh_shape
     mesh = partitioning.create_mesh(mesh_shape, devices=jax.devices()[: data * model_par])
     rules = partitioning.standard_logical_axis_rules(fsdp=fsdp)
     tx = optimizers.make_optimizer(optimizer, 1e-3)
-    setup = trainer.setup_state(network.Transformer(config), tx, mesh, rules, 8, 8)
+    setup = train_step.setup_state(network.Transformer(config), tx, mesh, rules, 8, 8)
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(setup.abstract_state.params))
     return params, _sharded_bytes(setup.abstract_state, setup.shardings)
 

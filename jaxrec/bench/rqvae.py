@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
         help="also time epochs with 50 Sinkhorn iterations per training step",
     )
     args = parser.parse_args(argv)
-    from jaxrec import quiet
+    from jaxrec.cli import quiet
 
     quiet.configure_logging(fmt="%(asctime)s %(name)s: %(message)s")
     epochs = args.epochs or (5 if args.quick else 50)

@@ -131,7 +131,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--eval-every", type=int, default=None)
     parser.add_argument("--max-minutes", type=float, default=None, help="training time budget")
     args = parser.parse_args(argv)
-    from jaxrec import quiet
+    from jaxrec.cli import quiet
 
     quiet.configure_logging(fmt="%(asctime)s %(name)s: %(message)s")
     t0 = time.perf_counter()

@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pack", action="store_true", help="pack examples (EncDec converter)")
     parser.add_argument("--spm", help="SentencePiece model (default: train one on the data)")
     args = parser.parse_args(argv)
-    from jaxrec import quiet
+    from jaxrec.cli import quiet
 
     quiet.configure_logging(fmt="%(asctime)s %(name)s: %(message)s")
 

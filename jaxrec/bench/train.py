@@ -230,7 +230,7 @@ def _time_steps(trainer, batches, steps: int) -> tuple[float, float]:
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    from jaxrec import quiet
+    from jaxrec.cli import quiet
 
     quiet.configure_logging(fmt="%(asctime)s %(message)s")
     import flax.linen as nn

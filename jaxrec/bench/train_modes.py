@@ -7,7 +7,7 @@ whose lengths follow Beauty's: 131,413 targets over 22,363 users, at most 20 per
   tiger          per prefix, 20 history items x 4 tokens = 80 encoder tokens (TIGER's input)
   per_prefix     per prefix, one encoder position per history item (20 positions)
   prefix_shared  users packed into rows of 20 positions, causal encoder, every target of a
-                 row in one pass (`jaxrec.prefix_shared`)
+                 row in one pass (`jaxrec.recipes.prefix_shared`)
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from jaxrec import prefix_shared
 from jaxrec.baselines import packing
+from jaxrec.recipes import prefix_shared
 
 HISTORY = 20
 MEAN_TARGETS_PER_USER = 131_413 / 22_363

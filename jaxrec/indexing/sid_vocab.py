@@ -3,7 +3,7 @@ item ids (TIGER): no SentencePiece pieces in the embedding or the softmax.
 
 Ids: 0 padding (also the decoder start token), 1 EOS, 2 unknown, then the index's item tokens
 in `ItemIndex.item_tokens()` order (level letter, then code), then any extra tokens (task
-markers, attribute tokens of the auxiliary tasks in `jaxrec.sid_aux`), which never appear in
+markers, attribute tokens of the auxiliary tasks in `jaxrec.recipes.sid_aux`), which never appear in
 an item's semantic id and so are never produced by the constrained search.
 """
 

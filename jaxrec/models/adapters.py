@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxrec.trainer import LossConfig, loss_normalizer, token_losses
+from jaxrec.training.step import LossConfig, loss_normalizer, token_losses
 
 Batch = dict[str, Any]
 # Network inputs taken from a feature-converted batch (seqio's EncDecFeatureConverter names,
@@ -81,8 +81,8 @@ class EncoderDecoderModel:
         constraint: Any = None,
     ) -> tuple[jax.Array, jax.Array]:
         """(sequences [batch, beams, len], scores [batch, beams]) by beam search, best first,
-        optionally constrained (`jaxrec.decoding.Constraint`)."""
-        from jaxrec.generation import make_generate_fn
+        optionally constrained (`jaxrec.inference.decoding.Constraint`)."""
+        from jaxrec.inference.generation import make_generate_fn
 
         key = (eos_id, num_beams, max_decode_len)
         cache = self.__dict__.setdefault("_generate", {})

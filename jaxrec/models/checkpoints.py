@@ -9,13 +9,14 @@ numpy API, no torch needed) or `pytorch_model.bin` (needs torch). HF `Linear` we
 `[buckets, heads]`. Neither HF nor t5x scale attention logits by 1/sqrt(d), so the projection
 weights map unchanged; a tied output layer (original T5) multiplies by emb_dim**-0.5 in both.
 
-T5X (legacy msgpack + TensorStore layout, Orbax PyTree): see `jaxrec.models.t5x_format`;
+T5X (legacy msgpack + TensorStore layout, Orbax PyTree): see `jaxrec.t5x_interop.checkpoint`;
 `load_t5x_checkpoint` and `save_t5x_checkpoint` are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from jaxrec.models.configs import T5Config
-from jaxrec.models.t5x_format import (  # noqa: F401  (re-exported public API)
+from jaxrec.t5x_interop.checkpoint import (  # noqa: F401  (re-exported public API)
     config_from_params,
     load_t5x_checkpoint,
     save_t5x_checkpoint,
@@ -32,6 +33,8 @@ from jaxrec.models.t5x_format import (  # noqa: F401  (re-exported public API)
 Params = dict[str, Any]
 
 _ACTIVATIONS = {"gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- Hugging Face
@@ -313,3 +316,16 @@ def _resize_rows(rows: np.ndarray, size: int, gen: np.random.Generator) -> np.nd
 
 def _copy_tree(tree: Mapping[str, Any]) -> Params:
     return {k: _copy_tree(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+
+
+def load_initial_checkpoint(path: str) -> tuple[T5Config | None, Params]:
+    """(config or None, params) from a Hugging Face directory (`config.json` + weights) or a
+    T5X checkpoint (local or gs://): what `INITIAL_CHECKPOINT_PATH` names."""
+    from tensorflow.io import gfile  # local paths and gs:// alike
+
+    if gfile.exists(os.path.join(path, "config.json")):
+        log.info("loading Hugging Face checkpoint %s", path)
+        return load_hf_checkpoint(path)
+    log.info("loading T5X checkpoint %s", path)
+    loaded = load_t5x_checkpoint(path)
+    return loaded if isinstance(loaded, tuple) else (None, loaded)

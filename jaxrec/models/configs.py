@@ -46,7 +46,7 @@ class T5Config:
       encoder_causal: the encoder attends only to earlier positions (and itself). With it, the
         encoding of a prefix of the input does not depend on what follows, so one pass over a
         user's sequence serves every next-item target ("prefix-shared" training, see
-        `jaxrec.prefix_shared`). FLAN-T5 and TIGER are bidirectional (False).
+        `jaxrec.recipes.prefix_shared`). FLAN-T5 and TIGER are bidirectional (False).
       num_input_items: with item-level encoder inputs, an item-id embedding of this many
         items is added to each position's code embeddings; the inputs then carry the item id
         + 1 as their last column (`[batch, length, k + 1]`). 0: codes only (TIGER).

@@ -1,5 +1,5 @@
 """seqio postprocessors and metric functions of the evaluation tasks (what `t5x.eval` and t5x's
-in-training evaluation report), with the definitions of `jaxrec.evaluation` / `jaxrec eval`.
+in-training evaluation report), with the definitions of `jaxrec.inference.metrics` / `jaxrec eval`.
 
   retrieval  Recall@K, NDCG@K (K = 1, 5, 10, 20) of the decoded items against the target item
   ranking    HR@K, NDCG@K of the decoded items among the prompt's candidates
@@ -9,7 +9,7 @@ A prediction is one decoded text or, with `return_all_decodes`, t5x's list of te
 *increasing* score. The postprocessor turns texts into a ranked item list (best first): every
 text maps back to its catalogue item(s) through the item prefix table (items sharing a leaf
 expand in ascending id order, repeats and non-items are skipped), exactly as
-`jaxrec.decoding.sequences_to_items` ranks `jaxrec eval`'s beams. Targets become item ids
+`jaxrec.inference.decoding.sequences_to_items` ranks `jaxrec eval`'s beams. Targets become item ids
 (ranking: the id and the prompt's candidates).
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxrec import evaluation
+from jaxrec.inference import metrics as eval_metrics
 
-KS = evaluation.DEFAULT_KS
+KS = eval_metrics.DEFAULT_KS
 METRIC_TASKS = ("retrieval", "ranking", "rating")
 
 
@@ -35,12 +35,7 @@ class ItemDecoder:
 
     @functools.cached_property
     def _lookup(self) -> dict[tuple[int, ...], tuple[int, ...]]:
-        from jaxrec.decoding import leaf_sequences
-        from jaxrec.indexing.trie import build_prefix_table
-
-        vocab = self._source.vocabulary
-        table = build_prefix_table(self._source.item_token_ids(), vocab.eos_id)
-        return leaf_sequences(table)
+        return self._source.catalogue().lookup
 
     @functools.cached_property
     def _by_text(self) -> dict[str, tuple[int, ...]]:
@@ -106,24 +101,24 @@ def _ranked_array(predictions: Sequence[Sequence[int]], width: int = max(KS)) ->
 
 
 def retrieval_metric(targets: Sequence[int], predictions: Sequence[Sequence[int]]) -> dict:
-    """Recall@K and NDCG@K (`jaxrec.evaluation.retrieval_metrics`)."""
+    """Recall@K and NDCG@K (`jaxrec.inference.metrics.retrieval_metrics`)."""
     ranked = _ranked_array(predictions)
-    return evaluation.retrieval_metrics(ranked, np.asarray(targets, np.int64), KS)
+    return eval_metrics.retrieval_metrics(ranked, np.asarray(targets, np.int64), KS)
 
 
 def ranking_metric(targets: Sequence[tuple], predictions: Sequence[Sequence[int]]) -> dict:
-    """HR@K and NDCG@K among each prompt's candidates (`evaluation.ranked_list_ranks`)."""
+    """HR@K and NDCG@K among each prompt's candidates (`eval_metrics.ranked_list_ranks`)."""
     items = np.asarray([t[0] for t in targets], np.int64)
     candidates = [t[1] for t in targets]
-    ranks = evaluation.ranked_list_ranks(_ranked_array(predictions), items, candidates)
-    out = evaluation.metrics_from_ranks(ranks, KS)
+    ranks = eval_metrics.ranked_list_ranks(_ranked_array(predictions), items, candidates)
+    out = eval_metrics.metrics_from_ranks(ranks, KS)
     return {k.replace("recall@", "hr@"): v for k, v in out.items()}
 
 
 def rating_metric(targets: Sequence[str], predictions: Sequence[Any]) -> dict:
-    """RMSE / MAE (`jaxrec.evaluation.rating_metrics`) of the best decoded text."""
+    """RMSE / MAE (`jaxrec.inference.metrics.rating_metrics`) of the best decoded text."""
     texts = [p if isinstance(p, str) else (list(p)[-1] if len(p) else "") for p in predictions]
-    out = evaluation.rating_metrics(texts, [float(t) for t in targets])
+    out = eval_metrics.rating_metrics(texts, [float(t) for t in targets])
     return {k: float(v) for k, v in out.items()}
 
 

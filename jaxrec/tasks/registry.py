@@ -30,6 +30,8 @@ from jaxrec.data.canonical import find_dataset_name, read_dataset
 from jaxrec.data.dataset import DataError, Dataset
 from jaxrec.indexing.binding import verify_index
 from jaxrec.indexing.schemes import load_index
+from jaxrec.indexing.trie import build_prefix_table
+from jaxrec.inference.retrieval import Catalogue
 from jaxrec.tasks import examples as ex_lib
 from jaxrec.tasks.items import ItemRenderer, make_renderer
 from jaxrec.tasks.metrics import task_metrics
@@ -84,6 +86,7 @@ class DatasetSource:
         self.user_info = user_info
         self._cache: dict[tuple[str, str], list[ex_lib.TextExample]] = {}
         self._lock = threading.Lock()
+        self._catalogue = None
 
     def available(self) -> dict[str, str | None]:
         """task -> None if it can be built, else the reason it is skipped."""
@@ -122,6 +125,15 @@ class DatasetSource:
     def item_token_ids(self) -> list[list[int]]:
         """Per item id, the token ids a decoder must emit for it (prefix-table input)."""
         return self.vocabulary.item_token_ids(self.renderer.strings)
+
+    def catalogue(self) -> Catalogue:
+        """The `jaxrec.inference.retrieval.Catalogue` of every item's rendered target: what
+        constrained decoding, evaluation and t5x's decode function share (built once)."""
+        with self._lock:
+            if self._catalogue is None:
+                table = build_prefix_table(self.item_token_ids(), self.vocabulary.eos_id)
+                self._catalogue = Catalogue(table)
+            return self._catalogue
 
 
 _SOURCES: dict[str, DatasetSource] = {}  # task or mixture name -> its source

@@ -1,7 +1,7 @@
 """The one training loop: steps, with every other concern a hook.
 
 `TrainLoop.run` feeds batches to a jitted step `(state, batch, learning_rate) -> (state,
-metrics)` (`jaxrec.trainer.make_train_step`), computing the learning rate on the host from
+metrics)` (`jaxrec.training.step.make_train_step`), computing the learning rate on the host from
 `loop.schedule`, and calls each hook after every step with the step's metrics as floats.
 Hooks read and change the loop: `train_steps` and `schedule` may be re-planned while it runs
 (the step is not recompiled: the rate is data), `request_save()` asks for a checkpoint at
@@ -11,10 +11,10 @@ Used by `python -m jaxrec.train`, `jaxrec reproduce` and `jaxrec demo`; the hook
 the ones every run has (metrics log, non-finite stop, preemption, checkpoints); validation
 with keep-best and the wall-clock budget are in `jaxrec.training.selection`.
 
-Checkpoints (`Checkpoints`) hold the train state under orbax's `default` item and the loop's
-own bookkeeping (`train_steps`, the schedule, each hook's `state_dict()`) as JSON under
-`loop`, written together, so a run restored from step S continues exactly as the
-uninterrupted one did after S.
+Checkpoints (`Checkpoints`, in MODEL_DIR/checkpoints: `jaxrec.model_dir.checkpoint_manager`)
+hold the train state under orbax's `default` item and the loop's own bookkeeping
+(`train_steps`, the schedule, each hook's `state_dict()`) as JSON under `loop`, written
+together, so a run restored from step S continues exactly as the uninterrupted one did after S.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxrec import metrics_log, partitioning
+from jaxrec import partitioning
+from jaxrec.training import metrics_log
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class TrainLoop:
     """Runs steps from the state's step to `train_steps` (see the module docstring).
 
     Args:
-      state: a `jaxrec.trainer.TrainState` (or `None` when `Checkpoints.restore_or_init` is
+      state: a `jaxrec.training.step.TrainState` (or `None` when `Checkpoints.restore_or_init` is
         used to build it).
       step_fn: the jitted step.
       batches: `start_step -> iterator` of host numpy batches, deterministic in the step, so
@@ -304,16 +305,6 @@ def format_eta(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
-
-
-def checkpoint_manager(model_dir: str) -> ocp.CheckpointManager:
-    """Orbax manager under MODEL_DIR/checkpoints (atomic writes; `Checkpoints` decides which
-    steps are saved and kept)."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True)
-    root = model_dir if "://" in model_dir else os.path.abspath(model_dir)
-    return ocp.CheckpointManager(
-        os.path.join(root, "checkpoints"), options=options, item_names=("default", "loop")
-    )
 
 
 class Checkpoints(Hook):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxrec.baselines import packing, popularity, sasrec
-from jaxrec.commands import baseline as baseline_cmd
+from jaxrec.cli import baseline as baseline_cmd
 from jaxrec.data.canonical import write_dataset
 from jaxrec.data.dataset import Dataset, Item
 

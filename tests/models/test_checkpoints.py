@@ -147,9 +147,9 @@ def test_t5x_checkpoint_on_a_remote_filesystem(tiny_params):
 
 
 def test_t5x_array_leaves_on_gcs_use_the_gcs_kvstore():
-    from jaxrec.models import t5x_format
+    from jaxrec.t5x_interop import checkpoint as t5x_checkpoint
 
-    spec = t5x_format.kvstore_spec(
+    spec = t5x_checkpoint.kvstore_spec(
         "gs://t5-data/pretrained_models/t5x/flan_t5_base/checkpoint_1184000",
         "target.encoder.layers_0.attention.key.kernel",
     )
@@ -159,11 +159,11 @@ def test_t5x_array_leaves_on_gcs_use_the_gcs_kvstore():
         "path": "pretrained_models/t5x/flan_t5_base/checkpoint_1184000/"
         "target.encoder.layers_0.attention.key.kernel",
     }
-    assert t5x_format.kvstore_spec("/ckpt/checkpoint_1", "a.b") == {
+    assert t5x_checkpoint.kvstore_spec("/ckpt/checkpoint_1", "a.b") == {
         "driver": "file", "path": "/ckpt/checkpoint_1/a.b"
     }  # fmt: skip
     with pytest.raises(ValueError, match="local paths or gs://"):
-        t5x_format.kvstore_spec("s3://bucket/ckpt", "a.b")
+        t5x_checkpoint.kvstore_spec("s3://bucket/ckpt", "a.b")
     with pytest.raises(ValueError, match="local directory"):
         checkpoints.load_hf_checkpoint("gs://bucket/flan-t5-base")
 

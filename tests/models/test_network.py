@@ -170,8 +170,8 @@ def test_cached_decoding_matches_teacher_forcing(model_and_params):
 def test_beams_sharing_their_querys_encoder_rows_match_expanded_rows(model_and_params):
     """Decoder rows b * n .. (b + 1) * n - 1 may attend to encoder row b (one cross-attention
     cache per query, "fill" then "reuse"): same logits as copying the encodings to every row."""
-    from jaxrec.decoding import expand_rows
-    from jaxrec.generation import CROSS_ATTENTION, init_cache
+    from jaxrec.inference.decoding import expand_rows
+    from jaxrec.inference.generation import CROSS_ATTENTION, init_cache
 
     model, variables = model_and_params
     params = variables["params"]

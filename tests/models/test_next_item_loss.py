@@ -8,11 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import prefix_shared, trainer
 from jaxrec.baselines import packing
 from jaxrec.models.adapters import EncoderDecoderModel, SemanticIdModel
 from jaxrec.models.configs import get_config
 from jaxrec.models.network import Transformer
+from jaxrec.recipes import prefix_shared
+from jaxrec.training import step as train_step
 
 NUM_ITEMS, K, EOS = 25, 3, 1
 
@@ -38,7 +39,7 @@ def test_next_item_loss_is_the_item_cross_entropy_on_the_encoder_outputs():
     model_inputs = {k: v for k, v in batch.items() if k != "encoder_next_items"}
     params = nn.unbox(model.init(jax.random.key(0), **model_inputs)["params"])
     rng = jax.random.key(1)
-    loss_cfg = trainer.LossConfig(z_loss=0.0)
+    loss_cfg = train_step.LossConfig(z_loss=0.0)
     plain, plain_sums = EncoderDecoderModel(model, loss_cfg).loss_sums(params, batch, rng, True)
     unweighted, same_sums = SemanticIdModel(model, loss_cfg).loss_sums(params, batch, rng, True)
     weighted, sums = SemanticIdModel(model, loss_cfg, 0.5).loss_sums(params, batch, rng, True)
@@ -71,7 +72,7 @@ def test_the_head_adds_no_parameters_and_needs_item_ids():
     names = {"/".join(map(str, p)) for p, _ in jax.tree_util.tree_leaves_with_path(params)}
     assert not any("next" in n for n in names)  # only the item-id input embedding is used
     with pytest.raises(ValueError, match="num_input_items"):
-        SemanticIdModel(_model(), trainer.LossConfig(), next_item_weight=1.0)
+        SemanticIdModel(_model(), train_step.LossConfig(), next_item_weight=1.0)
 
 
 def test_score_batch_is_the_targets_log_likelihood():
@@ -79,7 +80,7 @@ def test_score_batch_is_the_targets_log_likelihood():
     batch = _batch()
     model_inputs = {k: v for k, v in batch.items() if k != "encoder_next_items"}
     params = nn.unbox(model.init(jax.random.key(0), **model_inputs)["params"])
-    adapter = EncoderDecoderModel(model, trainer.LossConfig(z_loss=0.0))
+    adapter = EncoderDecoderModel(model, train_step.LossConfig(z_loss=0.0))
     scores = adapter.score_batch(params, batch)
     total, _ = adapter.loss_sums(params, batch, None, False)
     assert scores.shape == (batch["encoder_input_tokens"].shape[0],)

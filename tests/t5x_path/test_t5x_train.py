@@ -20,7 +20,7 @@ from .conftest import (
 
 
 def _steps(model_dir) -> list[int]:
-    from jaxrec.t5x_model_dir import checkpoint_steps
+    from jaxrec.t5x_interop.model_dir import checkpoint_steps
 
     return checkpoint_steps(str(model_dir))
 
@@ -89,7 +89,7 @@ def test_flan_t5_shaped_checkpoint_restores_in_t5x(tmp_path):
     from t5x import adafactor, models, partitioning, utils
 
     from jaxrec.models import checkpoints, configs, network
-    from jaxrec.models.t5x_module import T5XTransformer
+    from jaxrec.t5x_interop.network import T5XTransformer
 
     # FLAN-T5's parameter tree with dimensions >= 128, so Adafactor factors the matrices; the
     # sharded ones divide the 8 devices of t5x's CPU mesh.

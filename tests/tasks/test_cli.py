@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from jaxrec.commands import tasks as tasks_cmd
+from jaxrec.cli import tasks as tasks_cmd
 from jaxrec.data.dataset import DataError
 
 

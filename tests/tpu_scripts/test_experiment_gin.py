@@ -105,7 +105,7 @@ def test_flan_recipes_bind_the_checkpoint_shape(parse, name, size):
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_reproduce_recipes_parse_into_a_recipe_config(path):
-    from jaxrec.commands.reproduce import recipe_config
+    from jaxrec.cli.reproduce import recipe_config
     from jaxrec.models import configs
 
     cfg = recipe_config([str(path)], [])
@@ -120,7 +120,7 @@ def test_recipes_with_includes_parse_without_false_errors(caplog):
     before finding it on the search path; users must not see that as an error."""
     import logging
 
-    from jaxrec.commands.reproduce import recipe_config
+    from jaxrec.cli.reproduce import recipe_config
 
     with caplog.at_level(logging.INFO):
         cfg = recipe_config(["experiments/tiger_prefix_shared_mim_bpr_align.gin"], [])
@@ -133,7 +133,7 @@ def test_recipes_with_includes_parse_without_false_errors(caplog):
 def test_ablation_recipes_keep_the_network_they_were_measured_with():
     """docs/reproduce.md's ablation rows ran on the 2 + 2-layer network; the default recipe
     moved to 4 + 4 layers, which must not change what the ablation commands run."""
-    from jaxrec.commands.reproduce import recipe_config
+    from jaxrec.cli.reproduce import recipe_config
 
     def layers(files):
         cfg = recipe_config(files, [])

@@ -1,0 +1,169 @@
+"""`jaxrec reproduce tiger --dataset DIR [--index FILE] --out OUT [--minutes M] [--json]`.
+
+A thin face over a gin recipe (default `gin/experiments/tiger_prefix_shared.gin`) that binds
+`RecipeConfig` and `TrainSettings`; `--gin_file` picks another recipe and `--gin.KEY=VALUE`
+overrides single bindings, as for `python -m jaxrec.train`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+DEFAULT_RECIPE = "experiments/tiger_prefix_shared.gin"
+_REGISTERED: list[bool] = []
+_REPO_GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "gin")
+
+
+def recipe_config(gin_files: list[str], bindings: list[str]):
+    """The `RecipeConfig` that the gin files and bindings describe (gin stays at this entry)."""
+    import gin
+    from jaxrec.cli import gin_checks, quiet
+    from jaxrec.data.dataset import DataError
+    from jaxrec.recipes import reproduce, sid_retrieval
+    from jaxrec.train import rewrite_gin_args
+
+    gin.clear_config()
+    if not _REGISTERED:
+        gin.external_configurable(reproduce.RecipeConfig, name="RecipeConfig")
+        gin.external_configurable(sid_retrieval.TrainSettings, name="TrainSettings")
+        _REGISTERED.append(True)
+    gin.add_config_file_search_path(_REPO_GIN_DIR)
+    files = []
+    for f in gin_files or [DEFAULT_RECIPE]:
+        path = f if os.path.exists(f) else os.path.join(_REPO_GIN_DIR, f)
+        if not os.path.exists(path):
+            raise DataError(f"gin file {f!r} not found (also looked in {_REPO_GIN_DIR})")
+        files.append(path)
+    binds = [a.split("=", 1)[1] for a in rewrite_gin_args([f"--gin.{b}" for b in bindings])]
+    where = f"recipe {files}"
+    try:
+        with quiet.gin_include_probes_dropped():
+            gin.parse_config_files_and_bindings(files, binds)
+        # A wrong type names its field before __post_init__ can fail on it (or convert it).
+        gin_checks.check_bound_types(sid_retrieval.TrainSettings, where, "TrainSettings")
+        gin_checks.check_bound_types(reproduce.RecipeConfig, where, "RecipeConfig")
+        cfg = gin.get_configurable("RecipeConfig")()
+    except DataError:
+        raise
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{where}: {e}") from None
+    gin_checks.check_field_types(cfg, where)
+    return cfg
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _check_out(args) -> None:
+    """OUT must be new or empty, unless --resume (continue the run there) or --overwrite
+    (delete it first); both refused together, and OUT may not hold the dataset."""
+    import shutil
+
+    from jaxrec import model_dir as md
+    from jaxrec.data.canonical import check_out_dir
+    from jaxrec.data.dataset import DataError
+
+    if args.resume and args.overwrite:
+        raise DataError("--resume and --overwrite exclude each other")
+    out, data = os.path.abspath(args.out), os.path.abspath(args.dataset)
+    if out == data or data.startswith(out + os.sep):
+        raise DataError(f"--out {args.out}: holds the dataset {args.dataset}; choose another "
+                        "directory")  # fmt: skip
+    if args.resume:
+        if os.path.isdir(out) and os.listdir(out) and md.read_record(out) is None:
+            raise DataError(f"--out {args.out}: not a jaxrec reproduce run (no "
+                            f"{md.RECORD}); nothing to resume")  # fmt: skip
+        return
+    if args.overwrite and os.path.isdir(out) and os.listdir(out):
+        if md.read_record(out) is None:
+            raise DataError(f"--out {args.out}: not a jaxrec run (no {md.RECORD}); refusing "
+                            "to delete it with --overwrite")  # fmt: skip
+        shutil.rmtree(out)
+    if os.path.isdir(out) and os.listdir(out):
+        raise DataError(f"--out {args.out}: directory is not empty; pass --resume to continue "
+                        "the run there or --overwrite to start anew")  # fmt: skip
+    check_out_dir(out, overwrite=False)
+
+
+def run(args) -> int:
+    import dataclasses
+
+    from jaxrec.data.dataset import DataError
+    from jaxrec.recipes.reproduce import run_tiger
+
+    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise DataError(f"--minutes {args.minutes:g}: the budget must be a positive number")
+    for name in ("steps", "epochs"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise DataError(f"--{name} {value:g}: must be positive")
+    cfg = recipe_config(args.gin_file, args.gin)
+    overrides = {k: getattr(args, k) for k in ("minutes", "steps", "epochs", "seed")
+                 if getattr(args, k) is not None}  # fmt: skip
+    if "seed" in overrides:  # index, init, dropout and data order
+        overrides["train"] = dataclasses.replace(cfg.train, seed=args.seed)
+    cfg = dataclasses.replace(cfg, **overrides)
+    _check_out(args)
+    result = run_tiger(args.dataset, args.out, cfg, index_path=args.index, resume=args.resume)
+    if result.get("status") == "preempted":
+        print(f"preempted at step {result['step']}: checkpoint saved in {args.out}; run the "
+              "same command with --resume to continue")  # fmt: skip
+        return 0
+    t, v, s = result["test"], result["validation"], result["seconds"]
+    print(f"{cfg.name} on {args.dataset}: test ({t['num_users']} users, all items ranked) "
+          f"recall@10 {t['recall@10']:.4f} ndcg@10 {t['ndcg@10']:.4f}; validation "
+          f"({v['num_users']} users) recall@10 {v['recall@10']:.4f} at step "
+          f"{v['selected_step']}")  # fmt: skip
+    print("seconds: " + ", ".join(f"{k} {x:.0f}" for k, x in s.items()))
+    print(f"wrote {os.path.join(args.out, 'result.json')} and learning_curve.png; the model: "
+          f"jaxrec eval --model-dir {args.out} --dataset {args.dataset}")  # fmt: skip
+    if args.json:
+        keys = ("recipe", "validation", "test", "seconds", "plan", "popularity_test")
+        print(json.dumps(_finite({k: result[k] for k in keys})))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "reproduce", help="paper recipes end to end within a wall-clock budget"
+    )
+    sub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
+    t = sub.add_parser(
+        "tiger",
+        help="semantic ids -> generative retrieval from scratch -> validation selection -> "
+        "test (Recall/NDCG@5,10,20 over all items)",
+    )
+    t.add_argument("--dataset", required=True, help="prepared dataset directory")
+    t.add_argument("--index", help="semantic-id index (.index.json); default: build an RQ-VAE one")
+    t.add_argument(
+        "--out",
+        required=True,
+        help="output MODEL_DIR (new or empty, unless --resume / --overwrite)",
+    )
+    t.add_argument("--minutes", type=float, help="wall-clock budget (default: the recipe's)")
+    t.add_argument("--steps", type=int, help="a fixed number of training steps instead of a "
+                   "budget (the same run on any machine)")  # fmt: skip
+    t.add_argument("--epochs", type=float, help="a fixed number of epochs instead of a budget")
+    t.add_argument("--seed", type=int, help="seed of the index, init, dropout and data order")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (or start it)",
+    )
+    t.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier run in --out first")  # fmt: skip
+    t.add_argument("--gin-file", action="append", default=[], dest="gin_file",
+                   help=f"recipe gin file(s) (default {DEFAULT_RECIPE})")  # fmt: skip
+    t.add_argument("--gin", action="append", default=[], metavar="KEY=VALUE",
+                   help="a binding, e.g. --gin TrainSettings.learning_rate=1e-3")  # fmt: skip
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=run)

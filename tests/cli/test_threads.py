@@ -1,0 +1,55 @@
+"""Entry points fix the CPU compute threads: the same numbers with 1 and 2 CPUs, and every thread
+may still run on every CPU afterwards (`jaxrec.cli.threads`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxrec.cli import main, threads
+
+# A sum over 1024 rows (a weight gradient's shape), which XLA splits by the size of its pool.
+SNIPPET = """
+import hashlib, json, os, sys
+from jaxrec.cli import threads
+n = threads.fix_cpu_threads(sys.argv[1])
+import jax, numpy as np
+a = jax.random.normal(jax.random.key(0), (1024, 768))
+b = jax.random.normal(jax.random.key(1), (1024, 512))
+g = np.asarray(jax.jit(lambda a, b: a.T @ b)(a, b))
+tasks = os.listdir("/proc/self/task")
+wide = all(len(os.sched_getaffinity(int(t))) == len(os.sched_getaffinity(0)) for t in tasks)
+print(json.dumps({"n": n, "hash": hashlib.md5(g.tobytes()).hexdigest(), "wide": wide}))
+"""
+
+
+def _run(cpus, value):
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", threads.ENV)}
+    proc = subprocess.run([sys.executable, "-c", SNIPPET, str(value)], env=env, text=True,
+                          capture_output=True, check=False,
+                          preexec_fn=lambda: os.sched_setaffinity(0, cpus))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_one_thread_gives_the_same_numbers_on_1_and_2_cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    one = _run(cpus[:1], 1)
+    two = _run(cpus[:2], 1)
+    assert one["n"] == two["n"] == 1
+    assert two["hash"] == one["hash"]
+    assert two["wide"]  # the pool's threads got the process's CPUs back
+    free = _run(cpus[:2], 0)  # XLA's own choice: a pool of 2 splits the sum otherwise
+    assert free["n"] == 0 and free["hash"] != one["hash"]
+
+
+def test_a_bad_thread_count_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv(threads.ENV, "many")
+    assert main(["data", "stats", "/nonexistent"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "jaxrec: error: JAXREC_CPU_THREADS / --cpu-threads must be an integer >= 0, got 'many'"
+    )
