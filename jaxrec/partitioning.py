@@ -66,12 +66,12 @@ def standard_logical_axis_rules(fsdp: bool = False) -> LogicalRules:
     )
 
 
-def parse_mesh_shape(shape: str | Sequence[int], num_devices: int) -> tuple[int, int]:
-    """`"auto"` → (all devices, 1); `"2x4"`, `"2,4"`, `(2, 4)` → (2, 4); `-1` fills the rest."""
+def _dims(shape: str | Sequence[int]) -> list[int] | None:
+    """The (data, model) dims as written (-1 kept), or None for "auto"."""
     if isinstance(shape, str):
         text = shape.strip().lower()
         if text == "auto":
-            return (num_devices, 1)
+            return None
         parts = text.replace("x", ",").split(",")
         try:
             dims = [int(p) for p in parts if p.strip()]
@@ -83,6 +83,14 @@ def parse_mesh_shape(shape: str | Sequence[int], num_devices: int) -> tuple[int,
         raise ValueError(f"mesh shape {shape!r}: expected two dims (data, model)")
     if dims.count(-1) > 1:
         raise ValueError(f"mesh shape {shape!r}: at most one dim may be -1")
+    return dims
+
+
+def parse_mesh_shape(shape: str | Sequence[int], num_devices: int) -> tuple[int, int]:
+    """`"auto"` → (all devices, 1); `"2x4"`, `"2,4"`, `(2, 4)` → (2, 4); `-1` fills the rest."""
+    dims = _dims(shape)
+    if dims is None:
+        return (num_devices, 1)
     if -1 in dims:
         known = math.prod(d for d in dims if d != -1)
         dims[dims.index(-1)] = num_devices // known
@@ -115,13 +123,25 @@ def create_mesh(
     return Mesh(grid, MESH_AXES)
 
 
+def leading_devices(shape: str | Sequence[int]) -> list[jax.Device]:
+    """The devices a mesh of `shape` takes when it need not take them all: the first
+    data × model global devices of an explicit shape ("1x1" of eight devices: the first one),
+    every device for "auto" or a shape with -1. `create_mesh(shape, leading_devices(shape))`."""
+    devices = jax.devices()
+    dims = _dims(shape)
+    if dims is None or -1 in dims:
+        return devices
+    return devices[: math.prod(dims)]
+
+
 def maybe_initialize_distributed(multihost: bool | None = None) -> bool:
     """Calls `jax.distributed.initialize()` when launched as one of several hosts.
 
     Multi-host is assumed when `multihost` is True, or (when it is None) when one of the
-    environment variables JAXREC_MULTIHOST=1 or JAX_COORDINATOR_ADDRESS is set. On Cloud TPU
-    pods `initialize()` discovers the coordinator itself; elsewhere it reads
-    JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID.
+    environment variables JAXREC_MULTIHOST=1 or JAX_COORDINATOR_ADDRESS is set. `initialize()`
+    finds the coordinator, the number of processes and this process's index itself on Cloud
+    TPU pods and under SLURM, Open MPI (`mpirun`) and Kubernetes; JAX_COORDINATOR_ADDRESS
+    (host:port) overrides the coordinator.
 
     Returns:
       Whether the distributed runtime was initialised by this call.

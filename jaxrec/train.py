@@ -4,7 +4,10 @@ Flags follow t5x: `--gin_file` (repeatable), `--gin_bindings` (repeatable) and t
 `--gin.KEY=VALUE` (a binding `KEY = VALUE`; VALUE is quoted for you when it is a bare word or
 path, e.g. `--gin.MODEL_DIR=/tmp/run`). t5x's macro names are used: MIXTURE_OR_TASK_NAME,
 MIXTURE_OR_TASK_MODULE, TASK_FEATURE_LENGTHS, TRAIN_STEPS, BATCH_SIZE, INITIAL_CHECKPOINT_PATH,
-MODEL_DIR, USE_CACHED_TASKS, DROPOUT_RATE, MESH_SHAPE (see gin/runs/finetune.gin).
+MODEL_DIR, USE_CACHED_TASKS, DROPOUT_RATE, MESH_SHAPE (see gin/runs/finetune.gin). With
+USE_CACHED_TASKS = True the tasks are read from seqio's offline cache (written by
+`python -m seqio.scripts.cache_tasks_main --output_cache_dir=DIR`), found in the directories of
+`--seqio_additional_cache_dirs=DIR` (t5x's flag).
 
 Example:
   python -m jaxrec.train --gin_file=gin/runs/finetune.gin \
@@ -64,6 +67,12 @@ flags.DEFINE_multi_string(
 )
 flags.DEFINE_list(
     "gin_search_paths", ["."], "directories searched for gin files and includes", flag_values=FLAGS
+)
+flags.DEFINE_list(
+    "seqio_additional_cache_dirs",
+    [],
+    "directories searched for cached seqio tasks (USE_CACHED_TASKS = True), as t5x's flag",
+    flag_values=FLAGS,
 )
 flags.DEFINE_bool("debug", False, "show tracebacks of errors", flag_values=FLAGS)
 flags.DEFINE_bool(
@@ -138,6 +147,25 @@ def _get_task(name: str, module: str | None) -> Any:
         ) from None
 
 
+def _check_cached(task: Any, module: str | None) -> None:
+    """Every cacheable task of `task` (a task or mixture) is in a seqio cache directory."""
+    import seqio
+
+    from jaxrec.data.dataset import DataError
+
+    members = task.tasks if isinstance(task, seqio.Mixture) else [task]
+    missing = [t.name for t in members if t.supports_caching and not t.cache_dir]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        searched = seqio.utils.get_global_cache_dirs() or "no cache directory"
+        raise DataError(
+            f"USE_CACHED_TASKS: task {missing[0]!r}{more} is not cached (searched {searched}); "
+            "cache it with `python -m seqio.scripts.cache_tasks_main "
+            f"--module_import={module or 'MODULE'} --tasks={missing[0]} --output_cache_dir=DIR` "
+            "and pass --seqio_additional_cache_dirs=DIR"
+        )
+
+
 @gin.configurable(denylist=["multihost", "cpu_threads"])
 def train(
     *,
@@ -186,6 +214,8 @@ def train(
         _import_task_module(mixture_or_task_module)
     configs, network = _import_models()
     task = _get_task(mixture_or_task_name, mixture_or_task_module)
+    if use_cached_tasks:
+        _check_cached(task, mixture_or_task_module)
     task_vocab = task.output_features["targets"].vocabulary.vocab_size
     config = model_config if model_config is not None else configs.get_config("tiny")
     params = None
@@ -346,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             raise DataError(explain_gin_error(e)) from None
         check_overrides(FLAGS.gin_bindings)  # before any work
+        if FLAGS.seqio_additional_cache_dirs:
+            import seqio
+
+            seqio.add_global_cache_dirs(FLAGS.seqio_additional_cache_dirs)
         multihost = {"auto": None, "true": True, "false": False}[FLAGS.multihost]
         train(multihost=multihost, cpu_threads=FLAGS.cpu_threads)
     except train_step.NonFiniteLossError as e:

@@ -54,7 +54,14 @@ class RQVAEConfig:
     weight_decay: float = 1e-4
     batch_size: int = 1024
     epochs: int = 200
+    # Big catalogues: at most this many training steps (whole epochs, at least one), so the
+    # cost stops growing with the catalogue once an epoch is long. 0 = `epochs` as given. At
+    # the defaults this changes nothing up to 40,960 items (200 epochs x 40 batches).
+    max_steps: int = 8_000
     kmeans_iterations: int = 50
+    # k-means initialisation on a seeded random subset of at most this many items (all items
+    # up to this size, as before); 0 = always all items.
+    kmeans_sample: int = 65_536
     seed: int = 0
 
 
@@ -231,6 +238,7 @@ class TrainedRQVAE:
     compile_seconds: float  # compiling the epoch function (0 when it was cached)
     mean: np.ndarray  # [D] input centring
     scale: float  # input scaling (the model sees (x - mean) / scale)
+    init_seconds: float = 0.0  # parameter and k-means initialisation (compilation included)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -244,7 +252,9 @@ class TrainedRQVAE:
         (not per batch), as the final uniform mapping.
         """
         sk = self.model.config.sk_iterations if use_sinkhorn else 0
-        x = jnp.asarray((np.asarray(x, np.float32) - self.mean) / self.scale)
+        x = np.asarray(x, np.float32) - self.mean
+        x /= self.scale  # in place: the same values as `(x - mean) / scale`
+        x = jnp.asarray(x)
         codes, cost = _assign(self.params, x, model=self.model, sk_iterations=sk)
         return np.asarray(codes), np.asarray(cost)
 
@@ -281,24 +291,54 @@ def _compiled_epoch(model, optimizer, batch_size, params, opt_state, x, key):
     return fn, time.perf_counter() - start
 
 
+def planned_epochs(num_items: int, config: RQVAEConfig) -> int:
+    """Epochs to train: `config.epochs`, or fewer whole epochs (at least one) when that would
+    exceed `config.max_steps` steps."""
+    steps_per_epoch = -(-num_items // min(config.batch_size, num_items))
+    if config.max_steps and config.epochs * steps_per_epoch > config.max_steps:
+        return max(1, config.max_steps // steps_per_epoch)
+    return config.epochs
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x - mean) / scale in float32 with one temporary copy, and (mean [D], scale)."""
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=0)
+    out = x - mean
+    scale = float(np.sqrt(np.mean(np.square(out)))) or 1.0
+    out /= scale  # in place: the same float32 values as `out / scale`
+    return out, mean, scale
+
+
 def train_rqvae(x: np.ndarray, config: RQVAEConfig, log_every: int = 10) -> TrainedRQVAE:
     """Train an RQ-VAE on embeddings x [n, D] (float32). Deterministic for `config.seed`."""
-    x = np.asarray(x, dtype=np.float32)
     # Centre and rescale to unit mean square: sentence embeddings (unit norm, 384-768 dims)
     # have entries around 0.03, which makes the reconstruction term negligible next to the
     # quantisation loss. Codes are invariant to this affine map; `reconstruct` undoes it.
-    mean = x.mean(axis=0)
-    scale = float(np.sqrt(np.mean((x - mean) ** 2))) or 1.0
-    x = jnp.asarray((x - mean) / scale)
+    x, mean, scale = _standardise(x)
+    x = jnp.asarray(x)
     n, dim = x.shape
     batch_size = min(config.batch_size, n)
+    epochs = planned_epochs(n, config)
+    if epochs < config.epochs:
+        log.info("rqvae: %d items: %d epoch(s) of %d steps (max_steps %d) instead of %d",
+                 n, epochs, -(-n // batch_size), config.max_steps, config.epochs)  # fmt: skip
     # Seed and epoch count do not change the compiled program; leaving them out of the static
     # model lets runs that differ only in those share compiled functions.
     model = RQVAE(dataclasses.replace(config, seed=0, epochs=0), dim)
     key = jax.random.PRNGKey(config.seed)
     init_key, km_key, key = jax.random.split(key, 3)
     params = _init_params(init_key, x[:1], model=model)
-    params = kmeans_init(params, x, km_key, model=model, iterations=config.kmeans_iterations)
+    init_x = x
+    if config.kmeans_sample and n > config.kmeans_sample:
+        rng = np.random.default_rng(config.seed)
+        init_x = x[np.sort(rng.choice(n, config.kmeans_sample, replace=False))]
+    t_init = time.perf_counter()
+    params = kmeans_init(params, init_x, km_key, model=model, iterations=config.kmeans_iterations)
+    jax.block_until_ready(params)
+    init_seconds = time.perf_counter() - t_init
+    log.info("rqvae: k-means initialisation on %d items (%.1f s)", len(init_x),
+             init_seconds)  # fmt: skip
     optimizer = _optimizer(config.learning_rate, config.weight_decay)
     opt_state = optimizer.init(params)
     epoch_fn, compile_seconds = _compiled_epoch(
@@ -307,14 +347,15 @@ def train_rqvae(x: np.ndarray, config: RQVAEConfig, log_every: int = 10) -> Trai
     history = []
     epoch_seconds = []
     start = time.perf_counter()
-    for epoch in range(config.epochs):
+    long_epochs = -(-n // batch_size) >= 200  # log every epoch of a big catalogue
+    for epoch in range(epochs):
         t0 = time.perf_counter()
         params, opt_state, metrics, dead = epoch_fn(
             params, opt_state, x, jax.random.fold_in(key, epoch)
         )
         metrics = jax.block_until_ready(metrics)
         epoch_seconds.append(time.perf_counter() - t0)
-        if (epoch + 1) % log_every == 0 or epoch + 1 == config.epochs:
+        if long_epochs or (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
             loss, recon, quant = (float(v) for v in metrics)
             dead = [int(d) for d in dead]
             history.append(
@@ -325,7 +366,7 @@ def train_rqvae(x: np.ndarray, config: RQVAEConfig, log_every: int = 10) -> Trai
                 "rqvae epoch %d/%d loss %.5f recon %.5f quant %.5f dead codes %s "
                 "(%.3f s/epoch, %.0f items/s)",
                 epoch + 1,
-                config.epochs,
+                epochs,
                 loss,
                 recon,
                 quant,
@@ -343,4 +384,5 @@ def train_rqvae(x: np.ndarray, config: RQVAEConfig, log_every: int = 10) -> Trai
         compile_seconds,
         mean,
         scale,
+        init_seconds,
     )

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrec.indexing.trie import PrefixTable
+from jaxrec.indexing.trie import PrefixTable, walk_paths
 
 PyTree = Any
 # Finite "minus infinity" for masked scores: keeps arithmetic free of inf - inf = nan.
@@ -394,7 +394,8 @@ def sequences_to_items(
       scores: [batch, num_returns].
       table: the catalogue's prefix table.
       max_items: width of the output (default num_returns).
-      lookup: `leaf_sequences(table)`, to reuse across calls.
+      lookup: `leaf_sequences(table)`; without it the sequences are walked through `table`
+        (`jaxrec.indexing.trie.walk_paths`), which needs no per-catalogue dictionary.
 
     Returns:
       items [batch, max_items] int32 padded with -1, and invalid [batch, num_returns] bool:
@@ -405,7 +406,18 @@ def sequences_to_items(
     sequences, scores = np.asarray(sequences), np.asarray(scores)
     batch, n = scores.shape
     width = n if max_items is None else int(max_items)
-    lookup = leaf_sequences(table) if lookup is None else lookup
+    if lookup is None:  # walk the table: no per-catalogue dictionary needed
+        leaves = walk_paths(table, sequences.reshape(batch * n, -1)).reshape(batch, n)
+
+        def group_of(b: int, r: int) -> tuple[int, ...]:
+            return table.leaf_groups.get(int(leaves[b, r]), ()) if leaves[b, r] >= 0 else ()
+
+    else:
+
+        def group_of(b: int, r: int) -> tuple[int, ...]:
+            key = _strip(sequences[b, r], table.eos_id)
+            return lookup.get(key, ()) if key is not None else ()
+
     items = np.full((batch, width), -1, np.int32)
     item_scores = np.full((batch, width), -np.inf, np.float32)
     invalid = np.zeros((batch, n), bool)
@@ -416,8 +428,7 @@ def sequences_to_items(
         for r in range(n):
             if not np.isfinite(scores[b, r]):
                 continue
-            key = _strip(sequences[b, r], table.eos_id)
-            group = lookup.get(key, ()) if key is not None else ()
+            group = group_of(b, r)
             invalid[b, r] = not group
             for item in group:
                 if item not in seen:

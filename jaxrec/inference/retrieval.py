@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -48,7 +49,12 @@ class Catalogue:
 
     def __post_init__(self):
         self.constraint = Constraint.from_table(self.table)
-        self.lookup = leaf_sequences(self.table)
+
+    @functools.cached_property
+    def lookup(self) -> dict[tuple[int, ...], tuple[int, ...]]:
+        """Every item path -> its items (built on first use: a dictionary over the whole
+        catalogue; retrieval walks the table instead)."""
+        return leaf_sequences(self.table)
 
 
 def ranked_batches(
@@ -93,7 +99,7 @@ def ranked_batches(
             seqs, scores = generate(params, chunk if place is None else place(chunk), constraint)
         seqs, scores = np.asarray(seqs)[:real], np.asarray(scores)[:real]
         items, invalid, item_scores = sequences_to_items(
-            seqs, scores, catalogue.table, max_items, catalogue.lookup, with_scores=True
+            seqs, scores, catalogue.table, max_items, with_scores=True
         )
         finite = np.isfinite(scores)
         yield RankedBatch(start, items, item_scores, int((invalid & finite).sum()),

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxrec import partitioning
 from jaxrec.data.canonical import read_dataset
 from jaxrec.data.dataset import DataError, Dataset
 from jaxrec.indexing.sid_vocab import SidVocabulary
@@ -53,7 +54,8 @@ class RecipeConfig:
         when neither `steps` nor `epochs` is set).
       steps / epochs: a fixed plan instead of a budget: this many training steps (or epochs of
         the training rows); the run is then the same on any machine and resumes exactly.
-      eval_every_steps: steps between validations in a fixed plan (default: a tenth of it).
+      eval_every_steps / eval_every_epochs: steps (or epochs) between validations in a fixed
+        plan (default: a tenth of it).
       index_embeddings / index_levels / index_codes / index_epochs: the RQ-VAE index built
         when no index is given.
       validation_users: size of the fixed validation subset used for model selection.
@@ -63,6 +65,10 @@ class RecipeConfig:
         needs `item_id_inputs` and `train.next_item_loss`): validation selects the step and
         the fusion weight; test reports the hybrid, generative and dense rankings.
       references: test Recall@10 lines drawn on the learning curve, e.g. (("SASRec", 0.0863),).
+      mesh_shape: the (data, model) mesh training and retrieval run on, over the first
+        data × model devices ("8x1": every batch, training and retrieval, split over 8
+        devices; "1x1": one device; "auto": every device). None: training over every device,
+        retrieval batches not split.
     """
 
     name: str = "tiger_prefix_shared"
@@ -75,6 +81,7 @@ class RecipeConfig:
     steps: int = 0
     epochs: float = 0.0
     eval_every_steps: int = 0
+    eval_every_epochs: float = 0.0
     index_embeddings: str = "auto"
     index_levels: int = 3
     index_codes: int = 256
@@ -86,6 +93,7 @@ class RecipeConfig:
     hybrid: bool = False
     references: tuple[tuple[str, float], ...] = ()
     seed: int = 0
+    mesh_shape: str | None = None
 
     def __post_init__(self):
         for field in ("model_overrides", "references"):  # gin gives dicts
@@ -235,7 +243,11 @@ def run_tiger(
     setup, step_fn = rec.trainer_for(settings)
 
     fixed = cfg.steps or (math.ceil(cfg.epochs * data.steps_per_epoch) if cfg.epochs else 0)
-    every = cfg.eval_every_steps or max(fixed // 10, 1)
+    every = cfg.eval_every_steps or (
+        max(math.ceil(cfg.eval_every_epochs * data.steps_per_epoch), 1)
+        if cfg.eval_every_epochs
+        else max(fixed // 10, 1)
+    )
     total = fixed or 10**7  # a budget plans the real total after timing the first steps
 
     def split_metrics(params, split, users=None, weight=None):
@@ -296,8 +308,9 @@ def run_tiger(
 
     t = time.perf_counter()
     best = dict(validation.best)
+    on_mesh = setup.shardings.params if cfg.mesh_shape else None  # where retrieval runs
     params = loop.state.params if best["step"] == loop.step else md.restore_params(
-        out_dir, best["step"])[0]  # fmt: skip
+        out_dir, best["step"], on_mesh)[0]  # fmt: skip
     weight = best.get("fusion_weight")  # hybrid: the weight validation chose at that step
     test = split_metrics(params, "test", None, weight)
     seconds["test"] = round(time.perf_counter() - t, 1)
@@ -348,7 +361,11 @@ def _recommender(cfg: RecipeConfig, index, extra_tokens, num_items: int):
         cfg.model, vocab_size=vocab.padded_vocab_size(), encoder_causal=cfg.encoder_causal,
         num_input_items=num_items if cfg.item_id_inputs else 0, **dict(cfg.model_overrides),
     )  # fmt: skip
-    rec = SidRetrieval(model_cfg, vocab, cfg.train.history, cfg.train.item_inputs)
+    mesh = None
+    if cfg.mesh_shape is not None:
+        devices = partitioning.leading_devices(cfg.mesh_shape)
+        mesh = partitioning.create_mesh(cfg.mesh_shape, devices)
+    rec = SidRetrieval(model_cfg, vocab, cfg.train.history, cfg.train.item_inputs, mesh=mesh)
     return rec, model_cfg
 
 
@@ -356,8 +373,9 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-# Recipe fields a resumed run may change: the budget (more or less time for the rest).
-_RESUMABLE_CHANGES = {"minutes"}
+# Recipe fields a resumed run may change: the budget (more or less time for the rest) and the
+# mesh (a checkpoint restores onto any mesh).
+_RESUMABLE_CHANGES = {"minutes", "mesh_shape"}
 
 
 def _check_same_recipe(out_dir: str, record: dict, recipe: dict) -> None:

@@ -16,12 +16,14 @@ to the catalogue trie and ranks every item of the catalogue the search returns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from jaxrec import partitioning
 from jaxrec.baselines import packing
@@ -177,7 +179,12 @@ class SidRetrieval:
     """A semantic-id generative recommender: network, parameters, training and retrieval."""
 
     def __init__(
-        self, config: T5Config, vocab: SidVocabulary, history: int = 20, item_inputs: bool = True
+        self,
+        config: T5Config,
+        vocab: SidVocabulary,
+        history: int = 20,
+        item_inputs: bool = True,
+        mesh: Mesh | None = None,
     ):
         if config.vocab_size < vocab.vocab_size:
             raise ValueError(f"vocab_size {config.vocab_size} < {vocab.vocab_size} tokens")
@@ -190,7 +197,11 @@ class SidRetrieval:
             prefix_shared.with_item_ids(vocab.codes) if config.num_input_items else vocab.codes
         )
         self.model = Transformer(config)
-        self.mesh = partitioning.create_mesh("auto")
+        # Training splits its batches over the mesh's `data` axis (default mesh: every device).
+        # Given a mesh, retrieval splits its query batches over `data` too (the parameters
+        # passed to it must then live on that mesh, as the training state does).
+        self.mesh = partitioning.create_mesh("auto") if mesh is None else mesh
+        self.shard_retrieval = mesh is not None
         self.rules = partitioning.standard_logical_axis_rules()
         self.catalogue = retrieval.Catalogue(
             build_prefix_table(vocab.item_sequences(), vocab.eos_id)
@@ -267,11 +278,19 @@ class SidRetrieval:
         progress: str | None = None,
     ) -> Iterator[retrieval.RankedBatch]:
         """`jaxrec.inference.retrieval.ranked_batches` over item-id histories (beam search
-        constrained to the catalogue trie)."""
+        constrained to the catalogue trie); with `shard_retrieval`, each batch (rounded up to a
+        multiple of the `data` axis) is split over the mesh's `data` axis."""
+        place = context = None
+        if self.shard_retrieval:
+            data = self.mesh.shape["data"]
+            batch_size = -(-batch_size // data) * data
+            place = functools.partial(jax.device_put, device=partitioning.data_sharding(self.mesh))
+            context = functools.partial(partitioning.mesh_context, self.mesh, self.rules)
         return retrieval.ranked_batches(
             self.generate_fn(num_beams), params,
             lambda start, stop: self.encoder_inputs(histories[start:stop]), len(histories),
-            self.catalogue, batch_size, max_items, progress=progress,
+            self.catalogue, batch_size, max_items, place=place, context=context,
+            progress=progress,
         )  # fmt: skip
 
     def retrieve(

@@ -50,6 +50,7 @@ TASKS = (
 CAO_TASKS = ("retrieval", "ranking", "rating", "mim", "mlm", "bpr")
 LCREC_TASKS = ("retrieval", "item2index", "index2item", "fusionseqrec", "itemsearch", "preference")
 EVAL_TASKS = ("retrieval", "ranking", "rating")
+ITEM_TASKS = ("item2index", "index2item")  # one example per catalogue item, no user data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +201,7 @@ def build_examples(
             yield from _sequence_task(task, ds, r, split, opts, u, hist, target, end, rng)
     elif task in ("mim", "mlm", "preference"):
         yield from _user_task(task, ds, r, split, opts, user_info, users)
-    elif task in ("item2index", "index2item"):
+    elif task in ITEM_TASKS:
         yield from _item_task(task, ds, r, split, opts)
     elif task == "itemsearch":
         yield from _item_search(ds, r, split, opts, user_info, users)

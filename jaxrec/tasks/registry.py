@@ -5,9 +5,14 @@
          beauty_sid_cao    (recommendation + MIM + MLM + BPR; Cao et al.)
          beauty_sid_lcrec  (retrieval + item/index alignment + fusion [+ search, preference])
 
-Each Task reads text examples from an in-memory `seqio.FunctionDataSource` (splits train /
-validation / test), tokenizes `inputs`/`targets` with the dataset's `RecVocabulary` and appends
-EOS, so any seqio feature converter (e.g. `EncDecFeatureConverter`, packed or not) applies.
+Each Task reads text examples from a `jaxrec.tasks.sources.UserShardedSource` (splits train /
+validation / test, in shards of `users_per_shard` users), tokenizes `inputs`/`targets` with the
+dataset's `RecVocabulary` and appends EOS, so any seqio feature converter (e.g.
+`EncDecFeatureConverter`, packed or not) applies. Everything before the
+`seqio.CacheDatasetPlaceholder` (building the examples, tokenizing) is deterministic, so every
+Task can be cached offline by seqio's Beam pipeline (`python -m seqio.scripts.cache_tasks_main
+--module_import=tasks.beauty ...`, one worker per shard) and trained from the cache
+(`USE_CACHED_TASKS = True`).
 Registration reads the dataset (to know which tasks exist) but builds examples and trains a
 SentencePiece model (when none is given) only when a dataset is first requested. Calling it
 again with the same arguments is a no-op; with different arguments it replaces the tasks.
@@ -21,10 +26,9 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Sequence
 
-import numpy as np
 import seqio
-import tensorflow as tf
 
 from jaxrec.data.canonical import find_dataset_name, read_dataset
 from jaxrec.data.dataset import DataError, Dataset
@@ -35,6 +39,7 @@ from jaxrec.inference.retrieval import Catalogue
 from jaxrec.tasks import examples as ex_lib
 from jaxrec.tasks.items import ItemRenderer, make_renderer
 from jaxrec.tasks.metrics import task_metrics
+from jaxrec.tasks.sources import USERS_PER_SHARD, UserShardedSource
 from jaxrec.tasks.templates import corpus as template_corpus
 from jaxrec.tasks.user_info import UserInfo, read_user_info, user_info_path
 from jaxrec.tasks.vocab import NUM_EXTRA_IDS, RecVocabulary, train_sentencepiece
@@ -95,7 +100,15 @@ class DatasetSource:
             for t in ex_lib.TASKS
         }
 
-    def examples(self, task: str, split: str) -> list[ex_lib.TextExample]:
+    def examples(
+        self, task: str, split: str, users: Sequence[int] | None = None
+    ) -> list[ex_lib.TextExample]:
+        """Examples of `task` for `split`: of every user (built once, kept), or of `users`
+        only (built on each call; the same examples the full build holds for them)."""
+        if users is not None:
+            return list(ex_lib.build_examples(
+                task, self.dataset, self.renderer, split, self.options, self.user_info, users
+            ))  # fmt: skip
         key = (task, split)
         with self._lock:
             if key not in self._cache:
@@ -108,16 +121,6 @@ class DatasetSource:
                     "%s/%s/%s: %d examples", self.dataset.name, task, split, len(self._cache[key])
                 )
             return self._cache[key]
-
-    def tf_dataset(self, task: str, split: str, shuffle_files: bool = False, seed=None):
-        """`seqio.FunctionDataSource` dataset_fn: {"inputs", "targets"} string scalars."""
-        del shuffle_files, seed  # one in-memory "file"; seqio shuffles examples itself
-        exs = self.examples(task, split)
-        inputs = np.array([e.inputs for e in exs], dtype=object)
-        targets = np.array([e.targets for e in exs], dtype=object)
-        if not exs:
-            inputs = targets = tf.constant([], dtype=tf.string)
-        return tf.data.Dataset.from_tensor_slices({"inputs": inputs, "targets": targets})
 
     def eval_examples(self, task: str, split: str) -> list[ex_lib.EvalExample]:
         return ex_lib.eval_examples(task, self.dataset, self.renderer, split, self.options)
@@ -178,6 +181,7 @@ def register_dataset_tasks(
     dataset_name: str | None = None,
     spm_vocab_size: int = DEFAULT_SPM_VOCAB_SIZE,
     resolve_collisions: bool = True,
+    users_per_shard: int = USERS_PER_SHARD,
 ) -> list[str]:
     """Register `{name}_{item_repr}_{task}` Tasks and the `_cao` / `_lcrec` Mixtures.
 
@@ -195,6 +199,8 @@ def register_dataset_tasks(
       dataset_name: which dataset of `dataset_dir` if it holds several.
       resolve_collisions: give items that share a semantic id unique ones (False keeps them;
         decoding then expands shared leaves).
+      users_per_shard: users per shard of each task's source (`jaxrec.tasks.sources`): the
+        unit of work of a Beam worker caching the task, and of a host reading it uncached.
 
     Returns:
       The registered task and mixture names.
@@ -218,6 +224,7 @@ def register_dataset_tasks(
         os.path.abspath(dataset_dir), ds.name, id(ds), index_path, item_repr,
         tuple(sorted((mixture_rates or {}).items())), spm_path, extra_ids, options,
         cache_dir, tasks, spm_vocab_size, os.path.exists(uinfo_path), resolve_collisions,
+        users_per_shard,
     )  # fmt: skip
     if _KEYS.get(prefix) == key:
         return [n for n, s in _SOURCES.items() if n.startswith(prefix + "_")]
@@ -254,9 +261,7 @@ def register_dataset_tasks(
         task_name = f"{prefix}_{task}"
         seqio.TaskRegistry.add(
             task_name,
-            source=seqio.FunctionDataSource(
-                dataset_fn=functools.partial(source.tf_dataset, task), splits=SPLITS
-            ),
+            source=UserShardedSource(source, task, SPLITS, users_per_shard),
             preprocessors=[
                 seqio.preprocessors.tokenize,
                 seqio.CacheDatasetPlaceholder(),

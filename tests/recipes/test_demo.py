@@ -8,12 +8,16 @@ from jaxrec.inference import evaluate
 from jaxrec.recipes import demo
 
 
-@pytest.mark.parametrize("recipe", ["prefix_shared", "mixture"])
+# The mixture recipe's parts (seqio tasks, python -m jaxrec.train, jaxrec eval) are tested
+# in tests/tasks, tests/training and tests/inference; its demo run is slow-marked.
+@pytest.mark.parametrize(
+    "recipe", ["prefix_shared", pytest.param("mixture", marks=pytest.mark.slow)]
+)
 def test_demo_runs_every_stage_and_writes_the_report(tmp_path, recipe):
     cfg = demo.DemoConfig(
         users=150, items=100, topics=5, index_levels=2, index_codes=16, index_epochs=5,
         train_steps=20, batch_size=16, input_length=64, target_length=12, num_beams=5,
-        sasrec_epochs=1, sasrec_seconds=5.0, recipe=recipe, generative_minutes=3.0,
+        sasrec_epochs=1, recipe=recipe, generative_epochs=4.0, generative_eval_epochs=2.0,
         validation_users=50,
     )  # fmt: skip
     result = demo.run_demo(str(tmp_path), cfg)

@@ -26,7 +26,11 @@ HYBRID = ["--gin.RecipeConfig.hybrid=True", "--gin.RecipeConfig.item_id_inputs=T
           "--gin.TrainSettings.next_item_loss=1.0"]  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["generative", "hybrid"])
+# The hybrid MODEL_DIR (beams re-scored by the dense head) is slow-marked here; its ranking is
+# tested in tests/recipes/test_hybrid.py.
+@pytest.fixture(
+    scope="module", params=["generative", pytest.param("hybrid", marks=pytest.mark.slow)]
+)
 def run(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("consumers")
     synthetic.generate(str(root / "raw"), num_users=150, num_items=80, num_topics=5, seed=2)

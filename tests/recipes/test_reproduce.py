@@ -63,6 +63,8 @@ def test_reproduce_refuses_a_budget_that_cannot_hold_the_run(small_dataset, tmp_
     _, data_dir = small_dataset
     code = cli.main(["reproduce", "tiger", "--dataset", data_dir, "--out", str(tmp_path),
                      "--minutes", "0.05", "--gin.RecipeConfig.index_embeddings=text-tfidf",
-                     "--gin.RecipeConfig.index_epochs=1"])  # fmt: skip
+                     "--gin.RecipeConfig.index_epochs=1", "--gin.RecipeConfig.model=tiny",
+                     "--gin.RecipeConfig.model_overrides={}",
+                     "--gin.RecipeConfig.validation_users=50"])  # fmt: skip
     assert code == 2
     assert "too short" in capsys.readouterr().err

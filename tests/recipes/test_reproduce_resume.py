@@ -194,9 +194,12 @@ class _Run:
         n = len(list(logs.glob("*.out")))
         self.stdout_path, stderr_path = logs / f"{n}.out", logs / f"{n}.err"
         with open(self.stdout_path, "w") as out, open(stderr_path, "w") as err:
+            # No compilation cache unless a test gives one: each process compiles anew.
+            base = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT")
+                    and k != "JAX_COMPILATION_CACHE_DIR"}  # fmt: skip
             self.proc = subprocess.Popen([sys.executable, "-m", "jaxrec", *map(str, args)],
                                          stdout=out, stderr=err, cwd=REPO,
-                                         env={**os.environ, **(env or {})})  # fmt: skip
+                                         env={**base, **(env or {})})  # fmt: skip
         self.stderr_path = stderr_path
         self.start = time.time()
 

@@ -72,3 +72,28 @@ def test_eval_reports_the_metrics_of_jaxrec_eval(finetuned, t5x_env, tmp_path, j
     # Same ranked lists per user (t5x's inferences keep the postprocessed item lists).
     t5x_rows = read_jsonl(tmp_path / "inference_eval" / f"{TASK}-{FINETUNE_STEPS:06d}.jsonl")
     assert [r["prediction"] for r in t5x_rows] == [r["items"] for r in rows]
+
+
+def test_recommend_on_a_t5x_model_dir_lists_the_items_jaxrec_eval_ranked(
+    finetuned, t5x_env, tmp_path, jaxrec_eval
+):
+    """`jaxrec recommend` reads the t5x MODEL_DIR too: one JSON line per test user whose items
+    are the ones `jaxrec eval` ranked (same search, same scores)."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    out = tmp_path / "recs.jsonl"
+    cmd = [sys.executable, "-m", "jaxrec", "recommend", "--model-dir", str(finetuned[0]),
+           "--dataset", t5x_env["JAXREC_SYNTHETIC_DIR"], "--split", "test", "--top-k", "20",
+           "--num-beams", "20", "--out", str(out), "--json"]  # fmt: skip
+    env = {k: v for k, v in t5x_env.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["users"] == jaxrec_eval[0]["num_users"]
+    recs = read_jsonl(out)
+    _, rows = jaxrec_eval
+    assert [r["items"] for r in recs] == [r["items"] for r in rows]
+    assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in recs)

@@ -117,6 +117,9 @@ def test_train_single_host_and_pod():
     assert lines("train", "--gin.TRAIN_STEPS=100", ACCELERATOR_TYPE="v4-32") == [
         ssh("all", bg.format(cmd.format("true") + " --gin.TRAIN_STEPS=100"))
     ]
+    cached = lines("train", "--gin.USE_CACHED_TASKS=True", "--seqio_additional_cache_dirs=gs://b/c")
+    assert cached == [ssh("all", bg.format(cmd.format("false") + " --gin.USE_CACHED_TASKS=True "
+                                           "--seqio_additional_cache_dirs=gs://b/c"))]  # fmt: skip
     env = lines("train", REMOTE_ENV="JAXREC_BEAUTY_DIR=/d/Beauty")
     assert env == [ssh("all", bg.format("env JAXREC_BEAUTY_DIR=/d/Beauty " + cmd.format("false")))]
     fg = lines("train", "--foreground", "--t5x", GIN_FILE="gin/t5x/finetune_jaxrec.gin")
