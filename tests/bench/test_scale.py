@@ -11,9 +11,9 @@ STAGE_KINDS = {"data": ("synth", "prepare"), "index": ("embed", "index"), "decod
                "train": ("train",), "eval": ("eval",)}  # fmt: skip
 
 
-def test_quick_decode_point_and_the_summary_line(capsys):
+def test_quick_decode_point_and_the_summary_line(capsys, shared_data):
     """The default test run: one stage (the catalogue trie and the constrained search against
-    Beauty-sized ones), the summary line and its ratio key."""
+    the real Beauty catalogue of ../shared/data), the summary line and its ratio key."""
     argv = ["--quick", "--stages", "decode", "--decode-sizes", "1e3"]
     assert scale.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -27,7 +27,7 @@ def test_quick_decode_point_and_the_summary_line(capsys):
 
 
 @pytest.mark.slow  # every stage, each point a fresh process: about 3 minutes
-def test_quick_run_measures_every_stage(capsys, tmp_path):
+def test_quick_run_measures_every_stage(capsys, tmp_path, shared_data):
     argv = ["--quick", "--data-sizes", "1e4", "--index-sizes", "300", "--decode-sizes", "1e3",
             "--train-users", "40", "--train-levels", "", "--eval-sizes", "1e3",
             "--plots", str(tmp_path / "plots")]  # fmt: skip
