@@ -73,8 +73,7 @@ def rqvae_index(
     start = time.perf_counter()
     trained = train_rqvae(embeddings, config)
     t0 = time.perf_counter()
-    codes, cost = trained.assign(embeddings, use_sinkhorn=config.sk_epsilon > 0)
-    plain_codes, _ = trained.assign(embeddings, use_sinkhorn=False)
+    codes, cost, plain_codes = trained.assign_all(embeddings, config.sk_epsilon > 0)
     t1 = time.perf_counter()
     before = collisions.count_colliding(codes)
     if resolve:

@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 from jaxrec.indexing.kmeans import kmeans, squared_distances
-from jaxrec.indexing.sinkhorn import sinkhorn_log_plan
+from jaxrec.indexing.sinkhorn import sinkhorn_log_plan, sinkhorn_log_plan_chunked
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,23 @@ def _assign(params, x, *, model: RQVAE, sk_iterations: int):
     return q.codes, q.last_cost
 
 
+def _encode_quantize(module: RQVAE, x: jax.Array) -> Quantized:
+    return module.quantize(module.encode(x), 0)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _plain_codes(params, x, *, model: RQVAE):
+    """Argmin codes [c, L] and last-level distances [c, K] of standardised rows x [c, D]
+    (no decoder pass: assignment needs none)."""
+    q = model.apply({"params": params}, x, method=_encode_quantize)
+    return q.codes, q.last_cost
+
+
+# Catalogues above this many items are assigned in chunks of this many rows (see
+# `TrainedRQVAE.assign_all`); smaller ones in one piece, as they always were.
+ASSIGN_CHUNK_ROWS = 1 << 17
+
+
 @functools.partial(jax.jit, static_argnames=("model",))
 def _reconstruct(params, codes, *, model: RQVAE):
     books = params["codebooks"]  # [L, K, d]
@@ -257,6 +274,45 @@ class TrainedRQVAE:
         x = jnp.asarray(x)
         codes, cost = _assign(self.params, x, model=self.model, sk_iterations=sk)
         return np.asarray(codes), np.asarray(cost)
+
+    def assign_all(
+        self, x: np.ndarray, use_sinkhorn: bool = True, chunk_rows: int = ASSIGN_CHUNK_ROWS
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(codes [n, L], last-level cost [n, K], argmin codes [n, L]) of every row of x.
+
+        `codes` and `cost` are `assign(x, use_sinkhorn)`'s; the argmin codes are what the
+        assignment would be without Sinkhorn (for the report). Up to `chunk_rows` items this
+        is two `assign` calls; above, one pass over x in chunks of `chunk_rows` rows, then the
+        Sinkhorn iterations over the stored [n, K] distances in chunks
+        (`sinkhorn_log_plan_chunked`): memory is x, the [n, K] costs and O(chunk x D).
+        """
+        n = len(x)
+        if n <= chunk_rows:
+            codes, cost = self.assign(x, use_sinkhorn)
+            plain = self.assign(x, use_sinkhorn=False)[0] if use_sinkhorn else codes
+            return codes, cost, plain
+        config = self.model.config
+        plain = np.empty((n, config.levels), np.int32)
+        cost = np.empty((n, config.codes), np.float32)  # distances, then -log plan
+        start = time.perf_counter()
+        for lo in range(0, n, chunk_rows):
+            chunk = np.asarray(x[lo : lo + chunk_rows], np.float32) - self.mean
+            chunk /= self.scale  # the same values as `assign`'s
+            codes, dist = _plain_codes(self.params, jnp.asarray(chunk), model=self.model)
+            plain[lo : lo + len(chunk)] = np.asarray(codes)
+            cost[lo : lo + len(chunk)] = np.asarray(dist)
+            done = lo + len(chunk)
+            log.info("rqvae: assigned %d/%d items (%.0f items/s)", done, n,
+                     done / (time.perf_counter() - start))  # fmt: skip
+        if not (use_sinkhorn and config.sk_iterations and config.sk_epsilon > 0):
+            return plain, cost, plain
+        sinkhorn_log_plan_chunked(
+            cost, config.sk_epsilon, config.sk_iterations, chunk_rows, out=cost
+        )
+        codes = plain.copy()
+        codes[:, -1] = np.argmax(cost, axis=1)  # the plan's best code (first on ties)
+        np.negative(cost, out=cost)
+        return codes, cost, plain
 
     def reconstruct(self, codes: np.ndarray) -> np.ndarray:
         """Decoded embeddings [n, D] of the given codes [n, L]."""

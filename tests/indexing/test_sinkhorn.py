@@ -2,7 +2,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec.indexing.sinkhorn import center_distances, sinkhorn_codes, sinkhorn_log_plan
+from jaxrec.indexing.sinkhorn import (
+    center_distances,
+    sinkhorn_codes,
+    sinkhorn_log_plan,
+    sinkhorn_log_plan_chunked,
+)
 
 
 def _distances(n, k, seed=0):
@@ -62,3 +67,18 @@ def test_codes_are_balanced_and_follow_distances():
 def test_no_nan_for_any_epsilon_and_scale(eps):
     d = jnp.asarray(_distances(64, 16, seed=3) * 1e4)  # large raw distances
     assert bool(jnp.isfinite(sinkhorn_log_plan(d, eps, 20)).all())
+
+
+@pytest.mark.parametrize("chunk_rows", [100, 333, 2048])
+def test_chunked_plan_equals_the_one_piece_plan(chunk_rows):
+    d = _distances(1000, 32, seed=3) * 7.0  # any scale: both rescale by the global range
+    whole = np.asarray(sinkhorn_log_plan(jnp.asarray(d), 0.003, 50))
+    chunked = sinkhorn_log_plan_chunked(d, 0.003, 50, chunk_rows)
+    # The same iteration with potentials: equal up to float32 rounding (values reach ~1/eps).
+    np.testing.assert_allclose(chunked, whole, atol=2e-3, rtol=2e-5)
+    np.testing.assert_array_equal(chunked.argmax(axis=1), whole.argmax(axis=1))
+    # In place: the distances buffer becomes the plan.
+    buffer = d.copy()
+    out = sinkhorn_log_plan_chunked(buffer, 0.003, 50, chunk_rows, out=buffer)
+    assert out is buffer
+    np.testing.assert_array_equal(buffer, chunked)
