@@ -244,6 +244,40 @@ def evaluate(
     return next(iter(out.values()))
 
 
+def top_items(
+    model: SASRec,
+    params,
+    ds: Dataset,
+    split: str,
+    top_k: int,
+    exclude_history: bool = False,
+    scores_fn: Callable | None = None,
+):
+    """Streams (users [b], items [b, top_k], scores [b, top_k]) of every user of `split`: the
+    `top_k` best-scored items (logits) after the history `evaluate` ranks from, best first;
+    with `exclude_history` the history items are left out, as `evaluate` does."""
+    cfg = model.cfg
+    hists = _histories(ds, split)
+    scores_fn = scores_fn or make_scores_fn(model)
+    top_k = min(top_k, ds.num_items)
+    for start in range(0, ds.num_users, cfg.eval_batch):
+        users = np.arange(start, min(start + cfg.eval_batch, ds.num_users))
+        tokens, last = packing.history_batch([hists[u] for u in users], cfg.max_len)
+        pad = cfg.eval_batch - len(users)
+        tokens = np.pad(tokens, ((0, pad), (0, 0)))
+        last = np.pad(last, (0, pad))
+        scores = np.asarray(scores_fn(params, tokens, last))[: len(users)].astype(np.float32)
+        if exclude_history:
+            for row, u in enumerate(users):
+                scores[row, np.asarray(hists[u], np.int64)] = -np.inf
+        # Best first; ties by item id, as a stable sort of the negated scores orders them.
+        part = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.lexsort((part, -part_scores), axis=1)
+        items = np.take_along_axis(part, order, axis=1)
+        yield users, items, np.take_along_axis(scores, items, axis=1)
+
+
 @dataclasses.dataclass
 class TrainResult:
     params: dict

@@ -18,7 +18,17 @@ import sys
 from jaxrec.cli import quiet, threads
 from jaxrec.data.dataset import DataError
 
-COMMAND_GROUPS = ("data", "index", "tasks", "eval", "recommend", "baseline", "demo", "reproduce")
+COMMAND_GROUPS = (
+    "data",
+    "index",
+    "tasks",
+    "eval",
+    "recommend",
+    "analyze",
+    "baseline",
+    "demo",
+    "reproduce",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ import logging
 import time
 
 from jaxrec.data.canonical import read_dataset
+from jaxrec.data.dataset import DataError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ def add_parser(subparsers) -> None:
             p.add_argument("--dropout", type=float, default=0.5)
             p.add_argument("--eval-every", type=int, default=1)
             p.add_argument("--max-minutes", type=float, default=None, help="training budget")
+            p.add_argument(
+                "--recommendations", default=None, metavar="FILE",
+                help="also write every user's top-K items of --split as JSON lines (the format "
+                "of jaxrec recommend), e.g. for jaxrec analyze prefix-errors --reference",
+            )  # fmt: skip
+            p.add_argument("--top-k", type=int, default=10, help="items per user in FILE")
         p.set_defaults(func=run)
 
 
@@ -74,9 +81,15 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_seconds=args.max_minutes * 60 if args.max_minutes else None,
         )
+        if args.recommendations and args.top_k < 1:
+            raise DataError(f"--top-k {args.top_k}: must be at least 1")
         model, res = sasrec.train(ds, cfg)
         metrics = sasrec.evaluate(model, res.params, ds, args.split, args.exclude_history)
         result.update(best_epoch=res.best_epoch, epochs_run=res.epochs_run)
+        if args.recommendations:
+            _write_recommendations(args, ds, sasrec.top_items(
+                model, res.params, ds, args.split, args.top_k, args.exclude_history))  # fmt: skip
+            result["recommendations"] = args.recommendations
     result.update(metrics)
     result["exclude_history"] = bool(args.exclude_history)
     result["seconds"] = time.perf_counter() - t0
@@ -89,3 +102,20 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _write_recommendations(args, ds, batches) -> None:
+    """JSON lines `{"user", "items", "scores"[, "titles"]}` per user, as `jaxrec recommend`."""
+    import os
+
+    from jaxrec.inference.recommend import Request, output_rows
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.recommendations)), exist_ok=True)
+    tmp = args.recommendations + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for users, items, scores in batches:
+            requests = [Request(str(int(u)), ()) for u in users]
+            for row in output_rows(requests, items, scores, ds, args.top_k):
+                f.write(json.dumps(row) + "\n")
+    os.replace(tmp, args.recommendations)
+    log.info("recommendations: %s", args.recommendations)

@@ -103,3 +103,33 @@ def test_cli_json_keys(tmp_path, capsys):
         assert out["num_users"] == 50
         assert out["exclude_history"] == ("--exclude-history" in argv)
         assert 0.0 <= out["ndcg@10"] <= out["recall@10"] <= 1.0
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_recommendations_file_gives_the_evaluated_recall(tmp_path, capsys, exclude_history):
+    # `--recommendations` writes each user's top K of the split, best first (without the
+    # history items with --exclude-history); the recall of those lists is `evaluate`'s.
+    ds = cycle_dataset(num_users=50, seed=3)
+    write_dataset(ds, str(tmp_path / "data"))
+    parser = argparse.ArgumentParser()
+    baseline_cmd.add_parser(parser.add_subparsers())
+    recs = tmp_path / "recs.jsonl"
+    argv = ["baseline", "sasrec", str(tmp_path / "data"), "--json", "--epochs", "2",
+            "--d-model", "16", "--batch-rows", "4", "--split", "validation",
+            "--recommendations", str(recs), "--top-k", "10"]  # fmt: skip
+    args = parser.parse_args(argv + (["--exclude-history"] if exclude_history else []))
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in recs.read_text().splitlines()]
+    assert [r["user"] for r in rows] == [str(u) for u in range(50)]
+    targets = ds.targets("validation")
+    for u, r in enumerate(rows):
+        assert len(r["items"]) == len(set(r["items"])) == len(r["scores"]) == 10
+        assert r["scores"] == sorted(r["scores"], reverse=True)
+        if exclude_history:
+            assert not set(r["items"]) & set(ds.sequences[u][:-2].tolist())
+    # Cycles shorter than the catalogue: no target repeats a history item, so both conventions
+    # rank the target among the same items as the lists do.
+    assert not any(int(t) in ds.sequences[u][:-2] for u, t in enumerate(targets))
+    hits = [int(t) in r["items"] for r, t in zip(rows, targets, strict=True)]
+    assert np.mean(hits) == pytest.approx(out["recall@10"], abs=1e-12)

@@ -115,3 +115,56 @@ def test_users_and_histories_files(run, tmp_path, capsys):
     assert cli.main(base + ["--histories", str(hist), "--out", str(hist_out)]) == 2
     err = capsys.readouterr().err
     assert f"{hist}:2: unknown item 800" in err.strip().splitlines()[-1]
+
+
+def test_prefix_errors_class_every_target_the_model_misses(run, tmp_path, capsys):
+    # A reference that finds every target (its list is the target): every validation target
+    # the model misses in its top 5 is then a reference-only target, and the analysis must
+    # class each one: lost at some level (absent from the 8 final beams) or ranked 6..8.
+    ds, data, out, _ = run
+    ref, rows_out, eval_out = (tmp_path / n for n in ("ref.jsonl", "rows.jsonl", "eval.jsonl"))
+    ref.write_text("".join(json.dumps({"user": str(u), "items": [int(t)]}) + "\n"
+                           for u, t in enumerate(ds.targets("validation"))))  # fmt: skip
+    assert cli.main(["analyze", "prefix-errors", "--model-dir", out, "--dataset", data,
+                     "--reference", str(ref), "--top-k", "5", "--num-beams", "8",
+                     "--out", str(rows_out), "--json"]) == 0  # fmt: skip
+    report = _last_json(capsys)
+    assert cli.main(["eval", "--model-dir", out, "--dataset", data, "--split", "validation",
+                     "--num-beams", "8", "--out", str(eval_out), "--json"]) == 0  # fmt: skip
+    ranks = np.array([r["rank"] or 0 for r in map(json.loads, eval_out.read_text().splitlines())])
+    causes = report["reference_only_by_cause"]
+    assert report["reference_hits"] == ds.num_users
+    assert report["model_hits"] == int(((ranks > 0) & (ranks <= 5)).sum())
+    assert report["reference_only"] == int(((ranks == 0) | (ranks > 5)).sum()) > 0
+    assert causes.pop("ranked_past_5") == int((ranks > 5).sum())
+    assert sum(causes.values()) == int((ranks == 0).sum())
+    assert len(causes) == report["levels"]
+    rows = [json.loads(line) for line in rows_out.read_text().splitlines()]
+    assert len(rows) == report["reference_only"]
+    assert all((r["lost_at_level"] == 0) == (r["rank"] is not None) for r in rows)
+
+
+def test_beams_after_a_step_are_those_of_the_full_search(run):
+    # The analysis reads the beams after step l from a search over the depth-l prefixes; the
+    # full search stopped after l steps (nothing finished: it returns its live beams) must
+    # hold the same prefixes.
+    from jaxrec.inference import prefix_errors
+    from jaxrec.inference.generation import make_generate_fn
+
+    ds, _, out, _ = run
+    sid = model_dir.load_sid_model(out)
+    rec, beams = sid.rec, 4
+    histories = [ds.example(u, "validation", rec.history).history for u in range(40)]
+    paths = np.asarray(rec.vocab.codes)
+    for depth in range(1, paths.shape[1]):
+        catalogue, _ = prefix_errors.prefix_catalogue(paths, depth, rec.vocab.eos_id)
+        got = prefix_errors._beams(rec, sid.params, histories, catalogue, depth, beams, 8)
+        generate = make_generate_fn(rec.model, rec.vocab.eos_id, beams, None, depth)
+        seqs, scores = generate(sid.params, rec.encoder_inputs(histories),
+                                rec.catalogue.constraint)  # fmt: skip
+        prefixes = {tuple(p): i for i, p in enumerate(np.unique(paths[:, :depth], axis=0))}
+        for u in range(len(histories)):
+            live = {prefixes[tuple(s[:depth])] for s, sc in zip(np.asarray(seqs[u]),
+                    np.asarray(scores[u]), strict=True) if np.isfinite(sc)}  # fmt: skip
+            assert live == set(got[u][got[u] >= 0].tolist()), (depth, u)
+            assert len(live) == min(beams, len(prefixes))

@@ -1,0 +1,78 @@
+"""`jaxrec analyze prefix-errors`: where a semantic-id model loses what a reference model finds.
+
+    jaxrec analyze prefix-errors --model-dir D --dataset DIR --reference recs.jsonl
+        [--split validation] [--top-k 10] [--num-beams N] [--out rows.jsonl] [--json]
+
+`--reference` is a recommendations file of the same split (`jaxrec recommend --split S` or
+`jaxrec baseline sasrec --split S --recommendations FILE`). Of the targets the reference ranks
+in its top K and the model does not, prints how many were lost at each level of the semantic
+id (prefix errors) and how many were ranked past K with a correct path
+(`jaxrec.inference.prefix_errors`). The model's own search is the generative one (a hybrid
+MODEL_DIR's dense re-scoring is not applied).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("analyze", help="error analyses of a trained model")
+    sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    p = sub.add_parser(
+        "prefix-errors",
+        help="of the targets a reference model finds and this one misses: lost at which level",
+    )
+    p.add_argument("--model-dir", required=True, help="a semantic-id MODEL_DIR")
+    p.add_argument("--dataset", required=True, help="prepared dataset directory")
+    p.add_argument("--reference", required=True, help="recommendations (JSON lines) to compare")
+    p.add_argument("--split", choices=("validation", "test"), default="validation")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--num-beams", type=int, default=None, help="default: the model's")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--checkpoint-step", type=int, default=None)
+    p.add_argument("--out", default=None, help="JSON lines, one per reference-only user")
+    p.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from jaxrec import model_dir as md
+    from jaxrec.data.canonical import read_dataset
+    from jaxrec.data.dataset import DataError
+    from jaxrec.indexing.binding import verify_index
+    from jaxrec.inference import prefix_errors
+
+    if args.top_k < 1:
+        raise DataError(f"--top-k {args.top_k}: must be at least 1")
+    if not os.path.isfile(args.reference):
+        raise DataError(f"{args.reference}: no such file")
+    if not md.is_sid_model_dir(args.model_dir):
+        raise DataError(f"{args.model_dir}: not a semantic-id MODEL_DIR (prefix errors need "
+                        "semantic ids)")  # fmt: skip
+    ds = read_dataset(args.dataset)
+    reference = prefix_errors.read_reference(args.reference, ds)
+    sid = md.load_sid_model(args.model_dir, args.checkpoint_step)
+    verify_index(sid.index_path, ds, args.dataset)
+    beams = max(args.num_beams or sid.num_beams, args.top_k)
+    batch = args.batch_size or sid.batch_size
+    report, rows = prefix_errors.analyse(sid.rec, sid.params, ds, args.split, reference,
+                                         args.top_k, beams, batch)  # fmt: skip
+    report.update(model_dir=args.model_dir, step=sid.step, reference=args.reference)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+    k = args.top_k
+    r = report
+    print(f"{args.split}: {r['users']} users; in the top {k}: reference {r['reference_hits']}, "
+          f"model {r['model_hits']}, both {r['both_hit']}")  # fmt: skip
+    print(f"reference only: {report['reference_only']} targets, where the model lost them:")
+    for cause, n in report["reference_only_by_cause"].items():
+        share = report["reference_only_share_by_cause"][cause]
+        print(f"  {cause.replace('_', ' '):<18s} {n:6d}  ({share:.1%})")
+    if args.json:
+        print(json.dumps(report))
+    return 0
