@@ -101,6 +101,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         default=1,
         help="compute threads of index points (1, as `jaxrec index build`)",
     )
+    p.add_argument(
+        "--index-config",
+        default=None,
+        help="RQVAEConfig fields of the planted index points as JSON, e.g. '{\"max_steps\": 4000}'",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per point")
     p.add_argument(
         "--mem-limit-gib",
@@ -118,10 +123,31 @@ def _parse(argv: list[str]) -> argparse.Namespace:
             setattr(args, key, value)
     if args.quick:
         args.real, args.real_index, args.decode_reps, args.eval_users = "none", "none", 1, 32
+    args.index_config = _index_config(p, args.index_config)
     unknown = set(args.stages.split(",")) - set(STAGES)
     if unknown:
         p.error(f"unknown stages {sorted(unknown)}; known: {STAGES}")
     return args
+
+
+def _index_config(parser: argparse.ArgumentParser, text: str | None) -> dict:
+    """`--index-config`: a JSON object of `RQVAEConfig` fields (checked here, before any work)."""
+    import dataclasses
+
+    from jaxrec.indexing.rqvae import RQVAEConfig
+
+    if not text:
+        return {}
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as e:
+        parser.error(f"--index-config: invalid JSON ({e.msg})")
+    known = {f.name for f in dataclasses.fields(RQVAEConfig)}
+    if not isinstance(fields, dict) or set(fields) - known:
+        parser.error(
+            f"--index-config: expected a JSON object of RQVAEConfig fields {sorted(known)}"
+        )
+    return fields
 
 
 def _names(text: str) -> list[str]:
@@ -170,7 +196,7 @@ class Bench:
             point["size"] = point.get("interactions", 0)
 
     def index(self):
-        override = {}
+        override = dict(self.args.index_config)
         if self.args.quick:  # a small network: the smoke test should not wait for XLA
             override = {"epochs": 2, "kmeans_iterations": 3, "hidden_dims": [32],
                         "latent_dim": 8, "levels": 3, "codes": 16}  # fmt: skip
@@ -285,6 +311,7 @@ def _run(args: argparse.Namespace) -> int:
         "mem_total_gib": round(mem_total_bytes() / 2**30, 2),
         "mem_limit_gib": round(bench.mem_limit / 2**30, 2),
         "threads": {"default": args.threads or "all", "index": args.index_threads or "all"},
+        "index_config": args.index_config,
         "baseline_rss_bytes": baseline["peak_rss_bytes"],
         "stages": stages,
         "fits": summarise(points, bench.mem_limit),

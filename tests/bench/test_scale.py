@@ -59,3 +59,13 @@ def test_a_point_over_the_memory_cap_is_stopped_and_reported():
     point = run_point("embed", {"size": 200_000, "path": "/dev/null"}, timeout=60,
                       mem_limit=1)  # fmt: skip
     assert point["status"] == "memory" and point["exit_code"] != 0
+
+
+def test_index_config_is_checked_before_any_work(capsys):
+    args = scale._parse(["--index-config", '{"max_steps": 4000, "levels": 3}'])
+    assert args.index_config == {"max_steps": 4000, "levels": 3}
+    assert scale._parse([]).index_config == {}
+    for bad, message in (("{nope", "invalid JSON"), ('{"steps": 1}', "RQVAEConfig fields")):
+        with pytest.raises(SystemExit):
+            scale._parse(["--index-config", bad])
+        assert message in capsys.readouterr().err
