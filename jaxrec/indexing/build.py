@@ -38,6 +38,17 @@ def code_statistics(codes: np.ndarray, num_codes: int) -> dict[str, list[float]]
 _CHUNK_ROWS = 1 << 17
 
 
+def _level_statistics(codes: np.ndarray, config: RQVAEConfig) -> dict[str, list[float]]:
+    """`code_statistics` of the learnt levels over their K codes, and of the collision level
+    (if one was added) over its own range."""
+    stats = code_statistics(codes[:, : config.levels], config.codes)
+    if codes.shape[1] > config.levels:
+        extra = codes[:, config.levels :]
+        for key, values in code_statistics(extra, int(extra.max()) + 1).items():
+            stats[key] += values
+    return stats
+
+
 def _reconstruction(trained, codes: np.ndarray, embeddings: np.ndarray) -> dict[str, float]:
     """Reconstruction MSE of `codes` [n, L] against `embeddings` [n, D], and the embeddings'
     mean per-dimension variance (the MSE of predicting the mean)."""
@@ -93,7 +104,7 @@ def rqvae_index(
         "collisions_without_sinkhorn": collisions.count_colliding(plain_codes),
         "levels": int(codes.shape[1]),
         "codes_per_level": config.codes,
-        **code_statistics(codes, max(config.codes, int(codes.max()) + 1)),
+        **_level_statistics(codes, config),
         **_reconstruction(trained, codes[:, : config.levels], embeddings),
         "seconds_per_epoch": round(trained.seconds_per_epoch, 4),
         "epochs": len(trained.epoch_seconds),

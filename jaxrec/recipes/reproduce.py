@@ -290,7 +290,7 @@ def run_tiger(
         budget.eval_s = query_s * len(val_users)
         budget.test_s = query_s * dataset.num_users * 1.1 + 20.0
     seconds["setup"] = round(time.perf_counter() - t, 1)
-    loop.elapsed_before += time.perf_counter() - t_start
+    loop.start_clock(time.perf_counter() - t_start)  # index and setup of this process
     if resumed:
         log.info("resumed %s at step %d of %d", out_dir, loop.step, loop.train_steps)
     t_loop = time.perf_counter()
@@ -318,7 +318,7 @@ def run_tiger(
     md.update_record(out_dir, selected_step=best["step"], status="done",
                      **({"fusion_weight": weight} if cfg.hybrid else {}))  # fmt: skip
 
-    total_s = round(loop.elapsed() + seconds["test"], 1)
+    total_s = round(loop.elapsed(), 1)  # the whole run: earlier processes, index, ..., test
     plan = {"train_steps": loop.train_steps, "eval_every_steps": validation.every,
             "epochs": round(loop.train_steps / data.steps_per_epoch, 2),
             "fixed": bool(fixed)}  # fmt: skip

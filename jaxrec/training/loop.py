@@ -116,6 +116,13 @@ class TrainLoop:
         """Wall-clock seconds of the run so far, earlier (resumed-from) processes included."""
         return self.elapsed_before + time.perf_counter() - self._t0
 
+    def start_clock(self, seconds_before: float = 0.0) -> None:
+        """Count `seconds_before` (this process's work before the loop, e.g. building an index)
+        into the run's wall clock and measure from now on: time between the loop's creation
+        (or restore) and now is then counted once, not twice."""
+        self.elapsed_before += seconds_before
+        self._t0 = time.perf_counter()
+
     def request_save(self) -> None:
         self.save_requested = True
 

@@ -105,10 +105,9 @@ def test_cli_json_keys(tmp_path, capsys):
         assert 0.0 <= out["ndcg@10"] <= out["recall@10"] <= 1.0
 
 
-@pytest.mark.parametrize("exclude_history", [False, True])
-def test_recommendations_file_gives_the_evaluated_recall(tmp_path, capsys, exclude_history):
-    # `--recommendations` writes each user's top K of the split, best first (without the
-    # history items with --exclude-history); the recall of those lists is `evaluate`'s.
+def test_recommendations_file_gives_the_evaluated_recall(tmp_path, capsys):
+    # `--recommendations` writes each user's top K of the split, best first; the recall of
+    # those lists is the recall `evaluate` reports.
     ds = cycle_dataset(num_users=50, seed=3)
     write_dataset(ds, str(tmp_path / "data"))
     parser = argparse.ArgumentParser()
@@ -117,19 +116,38 @@ def test_recommendations_file_gives_the_evaluated_recall(tmp_path, capsys, exclu
     argv = ["baseline", "sasrec", str(tmp_path / "data"), "--json", "--epochs", "2",
             "--d-model", "16", "--batch-rows", "4", "--split", "validation",
             "--recommendations", str(recs), "--top-k", "10"]  # fmt: skip
-    args = parser.parse_args(argv + (["--exclude-history"] if exclude_history else []))
+    args = parser.parse_args(argv)
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = [json.loads(line) for line in recs.read_text().splitlines()]
     assert [r["user"] for r in rows] == [str(u) for u in range(50)]
-    targets = ds.targets("validation")
-    for u, r in enumerate(rows):
+    for r in rows:
         assert len(r["items"]) == len(set(r["items"])) == len(r["scores"]) == 10
         assert r["scores"] == sorted(r["scores"], reverse=True)
-        if exclude_history:
-            assert not set(r["items"]) & set(ds.sequences[u][:-2].tolist())
-    # Cycles shorter than the catalogue: no target repeats a history item, so both conventions
-    # rank the target among the same items as the lists do.
-    assert not any(int(t) in ds.sequences[u][:-2] for u, t in enumerate(targets))
-    hits = [int(t) in r["items"] for r, t in zip(rows, targets, strict=True)]
+    hits = [int(t) in r["items"] for r, t in zip(rows, ds.targets("validation"), strict=True)]
     assert np.mean(hits) == pytest.approx(out["recall@10"], abs=1e-12)
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_top_items_are_the_best_scored_items(exclude_history):
+    # Against a plain numpy ranking of the same scores (ties by item id), history masked or not.
+    ds = cycle_dataset(num_users=30, seed=4)
+    model = sasrec.SASRec(tiny_config(eval_batch=16))
+    params = sasrec.init_params(model, 0)
+    scores_fn = sasrec.make_scores_fn(model)
+    got = list(sasrec.top_items(model, params, ds, "test", 7, exclude_history, scores_fn))
+    assert np.concatenate([u for u, _, _ in got]).tolist() == list(range(30))
+    for users, items, scores in got:
+        hists = [ds.sequences[u][:-1] for u in users]
+        tokens, last = packing.history_batch(hists, model.cfg.max_len)
+        full = np.asarray(scores_fn(params, np.pad(tokens, ((0, 16 - len(users)), (0, 0))),
+                                    np.pad(last, (0, 16 - len(users)))))[: len(users)]  # fmt: skip
+        for row, hist in enumerate(hists):
+            ref = full[row].astype(np.float32).copy()
+            if exclude_history:
+                ref[hist] = -np.inf
+            order = np.lexsort((np.arange(NUM_ITEMS), -ref))[:7]
+            assert items[row].tolist() == order.tolist()
+            np.testing.assert_array_equal(scores[row], ref[order])
+            if exclude_history:
+                assert not set(items[row].tolist()) & set(hist.tolist())

@@ -55,3 +55,14 @@ def test_chunked_assignment_equals_the_one_piece_assignment():
         c, k, p = trained.assign_all(x, use_sinkhorn=False, chunk_rows=chunk_rows)
         np.testing.assert_array_equal(c, plain)
         np.testing.assert_allclose(k, plain_cost, rtol=1e-5, atol=1e-6)
+
+
+def test_codebook_usage_is_per_level_when_a_collision_level_is_added():
+    # Learnt levels over their K codes; the collision level over its own range (a wide range
+    # there must not shrink the learnt levels' usage, as it once did at a million items).
+    from jaxrec.indexing.build import _level_statistics
+
+    codes = np.array([[0, 1, 0], [0, 1, 1], [0, 1, 2], [3, 2, 0]])
+    stats = _level_statistics(codes, RQVAEConfig(levels=2, codes=4))
+    assert stats["codebook_usage"] == [0.5, 0.5, 1.0]
+    assert len(stats["perplexity"]) == 3
