@@ -201,6 +201,19 @@ def make_scores_fn(model: SASRec) -> Callable:
     return jax.jit(scores)
 
 
+def _scored_batches(model: SASRec, params, hists: list[np.ndarray], scores_fn: Callable):
+    """Streams (users [b], scores [b, num_items]) of every user, `eval_batch` at a time (the
+    last batch padded, so one shape compiles)."""
+    cfg = model.cfg
+    for start in range(0, len(hists), cfg.eval_batch):
+        users = np.arange(start, min(start + cfg.eval_batch, len(hists)))
+        tokens, last = packing.history_batch([hists[u] for u in users], cfg.max_len)
+        pad = cfg.eval_batch - len(users)
+        tokens = np.pad(tokens, ((0, pad), (0, 0)))
+        last = np.pad(last, (0, pad))
+        yield users, np.asarray(scores_fn(params, tokens, last))[: len(users)]
+
+
 def evaluate(
     model: SASRec,
     params,
@@ -215,19 +228,12 @@ def evaluate(
     `{"all_items": metrics, "history_excluded": metrics}`; else the one asked for.
     Pass `scores_fn` from `make_scores_fn` to reuse its compilation across calls.
     """
-    cfg = model.cfg
     hists = _histories(ds, split)
     targets = ds.targets(split)
     scores_fn = scores_fn or make_scores_fn(model)
 
     ranks_all, ranks_excl = [], []
-    for start in range(0, ds.num_users, cfg.eval_batch):
-        users = np.arange(start, min(start + cfg.eval_batch, ds.num_users))
-        tokens, last = packing.history_batch([hists[u] for u in users], cfg.max_len)
-        pad = cfg.eval_batch - len(users)
-        tokens = np.pad(tokens, ((0, pad), (0, 0)))
-        last = np.pad(last, (0, pad))
-        scores = np.asarray(scores_fn(params, tokens, last))[: len(users)]
+    for users, scores in _scored_batches(model, params, hists, scores_fn):
         t = targets[users]
         if exclude_history in (None, False):
             ranks_all.append(ranking.target_ranks(scores, t))
@@ -256,25 +262,16 @@ def top_items(
     """Streams (users [b], items [b, top_k], scores [b, top_k]) of every user of `split`: the
     `top_k` best-scored items (logits) after the history `evaluate` ranks from, best first;
     with `exclude_history` the history items are left out, as `evaluate` does."""
-    cfg = model.cfg
     hists = _histories(ds, split)
     scores_fn = scores_fn or make_scores_fn(model)
     top_k = min(top_k, ds.num_items)
-    for start in range(0, ds.num_users, cfg.eval_batch):
-        users = np.arange(start, min(start + cfg.eval_batch, ds.num_users))
-        tokens, last = packing.history_batch([hists[u] for u in users], cfg.max_len)
-        pad = cfg.eval_batch - len(users)
-        tokens = np.pad(tokens, ((0, pad), (0, 0)))
-        last = np.pad(last, (0, pad))
-        scores = np.asarray(scores_fn(params, tokens, last))[: len(users)].astype(np.float32)
+    for users, scores in _scored_batches(model, params, hists, scores_fn):
+        scores = scores.astype(np.float32)
         if exclude_history:
             for row, u in enumerate(users):
                 scores[row, np.asarray(hists[u], np.int64)] = -np.inf
-        # Best first; ties by item id, as a stable sort of the negated scores orders them.
-        part = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_scores), axis=1)
-        items = np.take_along_axis(part, order, axis=1)
+        # Best first, ties by lower item id (as `ranking.target_ranks` breaks them).
+        items = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
         yield users, items, np.take_along_axis(scores, items, axis=1)
 
 

@@ -78,16 +78,15 @@ def sinkhorn_codes(distances: jax.Array, epsilon: float, iterations: int = 50) -
 
 
 @functools.partial(jax.jit, static_argnames=("num_items", "with_rows"))
-def _chunk_step(distances, v, lo, hi, epsilon, *, num_items: int, with_rows: bool):
-    """One chunk [c, K] of a Sinkhorn iteration: its item potentials u [c] (the row step for the
-    code potentials v [K]; zero before the first column step) and its column logsumexp [K] of
-    the plan with those u (the column step is merged across chunks by the caller)."""
+def _chunk_columns(distances, v, lo, hi, epsilon, *, num_items: int, with_rows: bool):
+    """One chunk [c, K] of a Sinkhorn iteration: the column logsumexp [K] of its plan, with the
+    item potentials u [c] of the row step for the code potentials v [K] (zero before the first
+    column step); the caller merges the columns across chunks."""
     log_kernel = -center_distances(distances.astype(jnp.float32), lo, hi) / epsilon  # [c, K]
     if with_rows:
         u = -jax.nn.logsumexp(log_kernel + v[None, :], axis=1) - math.log(num_items)  # [c]
-    else:
-        u = jnp.zeros(log_kernel.shape[0], jnp.float32)
-    return u, jax.nn.logsumexp(log_kernel + u[:, None], axis=0)  # [c], [K]
+        log_kernel = log_kernel + u[:, None]
+    return jax.nn.logsumexp(log_kernel, axis=0)  # [K]
 
 
 @functools.partial(jax.jit, static_argnames=("num_items",))
@@ -127,7 +126,7 @@ def sinkhorn_log_plan_chunked(
     for it in range(iterations):
         column = jnp.full(k, -jnp.inf, jnp.float32)  # running logsumexp over items [K]
         for i in range(0, n, chunk_rows):
-            _, col = _chunk_step(distances[i : i + chunk_rows], v, lo, hi, eps,
+            col = _chunk_columns(distances[i : i + chunk_rows], v, lo, hi, eps,
                                  num_items=n, with_rows=it > 0)  # fmt: skip
             column = jnp.logaddexp(column, col)
         v = -column - math.log(k)

@@ -20,7 +20,6 @@ step l. One shorter search per level, for the analysed users only.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 from jaxrec.data.dataset import DataError, Dataset
 from jaxrec.indexing.trie import build_prefix_table
 from jaxrec.inference import retrieval
+from jaxrec.inference.recommend import item_ids, json_lines
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +41,16 @@ def read_reference(path: str, ds: Dataset) -> dict[int, list[int]]:
     Every user of the dataset must appear once; unknown users or items, duplicates and missing
     users stop with the file, the line and the problem."""
     out: dict[int, list[int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON ({e.msg})") from None
-            if (
-                not isinstance(obj, dict)
-                or "user" not in obj
-                or not isinstance(obj.get("items"), list)
-            ):
-                raise DataError(f'{where}: expected {{"user": KEY, "items": [item ids]}}')
-            key = str(obj["user"])
-            if not key.isdigit() or int(key) >= ds.num_users:
-                raise DataError(f"{where}: unknown user {obj['user']!r} (the dataset has user "
-                                f"keys 0..{ds.num_users - 1})")  # fmt: skip
-            user = int(key)
-            if user in out:
-                raise DataError(f"{where}: user {key} appears a second time")
-            items = []
-            for item in obj["items"]:
-                if (
-                    isinstance(item, bool)
-                    or not isinstance(item, int)
-                    or not (0 <= item < ds.num_items)
-                ):
-                    raise DataError(f"{where}: unknown item {item!r} (the catalogue has item "
-                                    f"ids 0..{ds.num_items - 1})")  # fmt: skip
-                items.append(item)
-            out[user] = items
+    for where, _, obj in json_lines(path):
+        if not isinstance(obj, dict) or "user" not in obj or not isinstance(obj.get("items"), list):
+            raise DataError(f'{where}: expected {{"user": KEY, "items": [item ids]}}')
+        key = str(obj["user"])
+        if not key.isdigit() or int(key) >= ds.num_users:
+            raise DataError(f"{where}: unknown user {obj['user']!r} (the dataset has user "
+                            f"keys 0..{ds.num_users - 1})")  # fmt: skip
+        if int(key) in out:
+            raise DataError(f"{where}: user {key} appears a second time")
+        out[int(key)] = item_ids(where, obj["items"], ds)
     if len(out) != ds.num_users:
         missing = next(u for u in range(ds.num_users) if u not in out)
         raise DataError(f"{path}: has {len(out)} of the dataset's {ds.num_users} users (user "

@@ -69,34 +69,47 @@ def requests_for_users(
     return out
 
 
-def requests_for_histories(ds: Dataset, path: str) -> list[Request]:
-    """A histories file: JSON lines `{"user": ..., "history": [item ids]}`."""
-    out = []
+def json_lines(path: str) -> Iterator[tuple[str, int, Any]]:
+    """(`path:line`, line number, parsed object) of every non-blank line of a JSON-lines file;
+    a line that is not JSON stops with its file and line."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
-                obj = json.loads(line)
+                yield where, lineno, json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("history"), list):
-                raise DataError(f'{where}: expected {{"user": ..., "history": [item ids]}}')
-            items = []
-            for item in obj["history"]:
-                if isinstance(item, bool) or not isinstance(item, int | str):
-                    raise DataError(f"{where}: item {item!r} is not an item id")
-                if isinstance(item, str) and not item.isdigit():
-                    raise DataError(f"{where}: unknown item {item!r}")
-                i = int(item)
-                if not 0 <= i < ds.num_items:
-                    raise DataError(f"{where}: unknown item {item!r} (the catalogue has item "
-                                    f"ids 0..{ds.num_items - 1})")  # fmt: skip
-                items.append(i)
-            if not items:
-                raise DataError(f"{where}: empty history")
-            out.append(Request(obj.get("user", lineno), tuple(items)))
+
+
+def item_ids(where: str, items: list, ds: Dataset) -> list[int]:
+    """Item ids (ints or digit strings, as in the dataset's `.inter.json`) checked against the
+    catalogue; `where` names the line in errors."""
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | str):
+            raise DataError(f"{where}: item {item!r} is not an item id")
+        if isinstance(item, str) and not item.isdigit():
+            raise DataError(f"{where}: unknown item {item!r}")
+        i = int(item)
+        if not 0 <= i < ds.num_items:
+            raise DataError(f"{where}: unknown item {item!r} (the catalogue has item "
+                            f"ids 0..{ds.num_items - 1})")  # fmt: skip
+        out.append(i)
+    return out
+
+
+def requests_for_histories(ds: Dataset, path: str) -> list[Request]:
+    """A histories file: JSON lines `{"user": ..., "history": [item ids]}`."""
+    out = []
+    for where, lineno, obj in json_lines(path):
+        if not isinstance(obj, dict) or not isinstance(obj.get("history"), list):
+            raise DataError(f'{where}: expected {{"user": ..., "history": [item ids]}}')
+        items = item_ids(where, obj["history"], ds)
+        if not items:
+            raise DataError(f"{where}: empty history")
+        out.append(Request(obj.get("user", lineno), tuple(items)))
     return out
 
 
