@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from jaxrec.cli import quiet, threads
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument(
         "--cpu-threads", type=int, default=None, metavar="N",
-        help="CPU compute threads of XLA and BLAS (default $JAXREC_CPU_THREADS or 1: the same "
-        "numbers on every machine; 0 = all CPUs, faster, results depend on the core count)",
+        help="CPU compute threads of XLA and BLAS (default $JAXREC_CPU_THREADS, else the "
+        "command's own default, 1 for most: the same numbers on every machine; 0 = all CPUs, "
+        "faster, results depend on the core count)",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:
@@ -87,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet.configure_logging(args.verbose)
     try:
-        threads.fix_cpu_threads(args.cpu_threads)
+        n = args.cpu_threads
+        if n is None and threads.ENV not in os.environ:  # a command may set its own default
+            n = getattr(args, "cpu_threads_default", None)
+        threads.fix_cpu_threads(n)
         return int(args.func(args) or 0)
     except (DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         if args.debug:

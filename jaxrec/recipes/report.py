@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 KS = (1, 5, 10, 20)
-SYSTEM_ORDER = ("jaxrec", "popularity", "sasrec", "oracle")
+SYSTEM_ORDER = ("jaxrec", "jaxrec_generative", "jaxrec_dense", "popularity", "sasrec", "oracle")
 
 
 def _ordered(systems: Mapping[str, Mapping[str, float]]) -> list[str]:
@@ -48,8 +48,8 @@ def plot_metrics(path: str, systems: Mapping[str, Mapping[str, float]], title: s
     import numpy as np
 
     names = _ordered(systems)
-    colors = {"jaxrec": "#d62728", "popularity": "#7f7f7f", "sasrec": "#1f77b4",
-              "oracle": "#2ca02c"}  # fmt: skip
+    colors = {"jaxrec": "#d62728", "jaxrec_generative": "#ff9896", "jaxrec_dense": "#9467bd",
+              "popularity": "#7f7f7f", "sasrec": "#1f77b4", "oracle": "#2ca02c"}  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110, sharey=True)
     width = 0.8 / len(names)
     x = np.arange(len(KS))

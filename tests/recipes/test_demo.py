@@ -22,15 +22,21 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path, recipe):
     )  # fmt: skip
     result = demo.run_demo(str(tmp_path), cfg)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics) == {"jaxrec", "popularity", "sasrec", "oracle"}
+    parts = {"jaxrec_generative", "jaxrec_dense"} if recipe == "prefix_shared" else set()
+    assert set(metrics) == {"jaxrec", "popularity", "sasrec", "oracle"} | parts
     for system in metrics.values():
         for k in (1, 5, 10, 20):
             assert 0.0 <= system[f"recall@{k}"] <= 1.0
             assert system[f"ndcg@{k}"] <= system[f"recall@{k}"] + 1e-9
     assert metrics["jaxrec"]["invalid_rate"] == 0.0  # constrained search: only real items
     assert metrics["oracle"]["recall@10"] > metrics["popularity"]["recall@10"]
+    if parts:  # hybrid: the beams' items re-ordered, so a list as long as the beams holds
+        # the same items as the generative one
+        gen = metrics["jaxrec_generative"]
+        assert metrics["jaxrec"]["recall@20"] == pytest.approx(gen["recall@20"], abs=1e-12)
     report = (tmp_path / "report.md").read_text()
     assert "| jaxrec |" in report and "below the oracle" in report and "x SASRec's" in report
+    assert ("the hybrid one" in report) == bool(parts)
     assert f"`{cfg.index_embeddings}` item embeddings" in report  # text + collaborative by default
     for name in ("loss.png", "metrics.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
