@@ -95,14 +95,19 @@ def _config(args):
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from jaxrec.cli import threads as cpu_threads
     from jaxrec.indexing.build import build_index
     from jaxrec.indexing.isolated import build_rqvae_index
 
     dataset = read_dataset(args.dataset_dir)
     config = _config(args)
     if args.method == "rqvae":  # in a worker: the same bytes on every machine
+        # One compute thread unless asked (`jaxrec --cpu-threads N index build` or
+        # $JAXREC_CPU_THREADS): another count gives other ids, the same on every machine for
+        # that count (2 threads train about twice as fast on 2 cores).
+        n = cpu_threads.requested(args.cpu_threads)
         index, report = build_rqvae_index(args.dataset_dir, args.embeddings, config,
-                                          resolve=not args.keep_collisions)  # fmt: skip
+                                          resolve=not args.keep_collisions, threads=n)  # fmt: skip
     else:
         index, report = build_index(dataset, args.method, None, config,
                                     resolve=not args.keep_collisions)  # fmt: skip

@@ -123,8 +123,8 @@ def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as f:
         request = json.load(f)
     try:
-        threads.fix_cpu_threads()
-        report = _work(request)
+        applied = threads.fix_cpu_threads()
+        report = {**_work(request), "cpu_threads": applied}  # 0: XLA's and BLAS's own choice
         code = 0
     except (DataError, ValueError, FileNotFoundError) as e:
         report, code = {"error": (str(e).splitlines() or [type(e).__name__])[0]}, 2

@@ -70,6 +70,7 @@ def test_build_rqvae_and_check(data_dir, capsys):
         assert key in report
     assert report["collisions"] == 0 and report["levels"] >= 2
     assert len(report["codebook_usage"]) == report["levels"]
+    assert report["cpu_threads"] == 1  # the worker's default: the same bytes on every machine
     index = ItemIndex.from_json(str(out), num_items=40)
     assert index.num_colliding_items() == 0 and index.tokens[0][0].startswith("<a_")
     first = out.read_bytes()
@@ -79,6 +80,9 @@ def test_build_rqvae_and_check(data_dir, capsys):
     assert main(["index", "check", str(out), "--dataset", str(data_dir), "--json"]) == 0
     check = _last_json(capsys)
     assert check["collisions"] == 0 and check["num_items"] == 40
+    # --cpu-threads reaches the worker (it used to keep one thread whatever was asked).
+    assert main(["--cpu-threads", "2", *args]) == 0
+    assert _last_json(capsys)["cpu_threads"] == 2
 
 
 @pytest.mark.parametrize("method", ["random", "sequential", "title"])
