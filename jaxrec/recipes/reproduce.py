@@ -218,6 +218,9 @@ def run_tiger(
                         f"{dataset_dir} has {dataset.num_items}")  # fmt: skip
     seconds["index"] = round(time.perf_counter() - t, 1)
     log.info("index: %s (%.0f s)", index_report["index"], seconds["index"])
+    if not (cfg.steps or cfg.epochs) and time.perf_counter() - t_start >= cfg.minutes * 60:
+        raise DataError(f"--minutes {cfg.minutes:g} is too short for this dataset: the index "
+                        f"took {seconds['index']:.0f} s of it, before any training")  # fmt: skip
 
     t = time.perf_counter()
     settings = cfg.train
