@@ -143,7 +143,8 @@ def add_parser(subparsers) -> None:
         "test (Recall/NDCG@5,10,20 over all items)",
     )
     t.add_argument("--dataset", required=True, help="prepared dataset directory")
-    t.add_argument("--index", help="semantic-id index (.index.json); default: build an RQ-VAE one")
+    t.add_argument("--index", help="semantic-id index (.index.json); default: build an RQ-VAE "
+                   "one (one compute thread, whatever --cpu-threads gives training)")  # fmt: skip
     t.add_argument(
         "--out",
         required=True,

@@ -83,6 +83,7 @@ class DemoConfig:
     # Hybrid retrieval (`jaxrec.recipes.hybrid`): the beams propose at most `num_beams` items,
     # the dense item head that the next-item loss trains re-scores them (weight chosen on
     # validation). The report gives the hybrid, the beams alone and the head alone.
+    # prefix_shared only: the mixture recipe's text model has no item head.
     hybrid: bool = True
 
     @classmethod
@@ -377,4 +378,9 @@ def _setting_text(ds, cfg: DemoConfig, mixture: str, index_report: dict) -> str:
             "cosine schedule\n"
         )
         + f"- evaluation: test split, constrained beam search ({cfg.num_beams} beams)"
+        + (
+            ", the beams' items re-scored by the dense item head (hybrid)"
+            if cfg.hybrid and cfg.recipe == "prefix_shared"
+            else ""
+        )
     )

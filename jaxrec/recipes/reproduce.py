@@ -127,7 +127,9 @@ def build_or_load_index(
     rq = RQVAEConfig(
         levels=cfg.index_levels, codes=cfg.index_codes, epochs=cfg.index_epochs, seed=cfg.seed
     )
-    # In a worker process: the same index on every machine (jaxrec.indexing.isolated).
+    # In a worker process with one compute thread, whatever --cpu-threads gives training: the
+    # same index on every machine (jaxrec.indexing.isolated). `jaxrec index build` with
+    # --cpu-threads builds another thread count's index, which --index can then pass in.
     index, report = build_rqvae_index(dataset_dir, cfg.index_embeddings, rq)
     index.to_json(path, dataset=dataset)  # with the record of the items it indexes
     report = {k: v for k, v in report.items() if k != "config"}
