@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from jaxrec.cli import quiet, threads
@@ -89,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet.configure_logging(args.verbose)
     try:
-        n = args.cpu_threads
-        if n is None and threads.ENV not in os.environ:  # a command may set its own default
-            n = getattr(args, "cpu_threads_default", None)
-        threads.fix_cpu_threads(n)
+        # A command may set its own default (`cpu_threads_default`, e.g. the demo's 2).
+        threads.fix_cpu_threads(
+            args.cpu_threads, getattr(args, "cpu_threads_default", threads.DEFAULT)
+        )
         return int(args.func(args) or 0)
     except (DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
         if args.debug:

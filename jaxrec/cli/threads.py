@@ -29,9 +29,10 @@ DEFAULT = 1
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def requested(value: int | str | None = None) -> int:
-    """The thread count: `value`, else `$JAXREC_CPU_THREADS`, else 1 (0 = no limit)."""
-    raw = value if value is not None else os.environ.get(ENV, DEFAULT)
+def requested(value: int | str | None = None, default: int = DEFAULT) -> int:
+    """The thread count: `value`, else `$JAXREC_CPU_THREADS`, else `default` (a command's
+    own, 1 for most; 0 = no limit)."""
+    raw = value if value is not None else os.environ.get(ENV, default)
     try:
         n = int(raw)
     except (TypeError, ValueError):
@@ -57,11 +58,11 @@ def _threads_of_this_process() -> list[int]:
         return []
 
 
-def fix_cpu_threads(threads: int | str | None = None) -> int:
+def fix_cpu_threads(threads: int | str | None = None, default: int = DEFAULT) -> int:
     """Starts JAX's backends with `threads` CPU compute threads and limits BLAS pools to as
     many (see the module docstring). Returns the count applied (0: unlimited). When the
     backend had already started (e.g. an in-process test), its pool is left as it is."""
-    n = requested(threads)
+    n = requested(threads, default)
     if n == 0 or not hasattr(os, "sched_getaffinity"):
         return 0
     for var in BLAS_ENV:  # BLAS libraries loaded from now on (scipy's, torch's) read these

@@ -57,11 +57,15 @@ def test_a_bad_thread_count_is_one_line(capsys, monkeypatch):
 
 def test_a_command_may_set_its_own_default(monkeypatch):
     """`jaxrec demo` defaults to 2 threads; --cpu-threads and $JAXREC_CPU_THREADS win over it,
-    and other commands keep 1 (None: `fix_cpu_threads` reads the environment, else 1)."""
+    and other commands keep 1."""
     from jaxrec.cli import demo as demo_cli
 
-    seen = []
-    monkeypatch.setattr(threads, "fix_cpu_threads", lambda n=None: seen.append(n))
+    seen = []  # the count each command applies
+
+    def record(n=None, default=threads.DEFAULT):
+        seen.append(threads.requested(n, default))
+
+    monkeypatch.setattr(threads, "fix_cpu_threads", record)
     monkeypatch.setattr(demo_cli, "_run", lambda args: 0)
     monkeypatch.delenv(threads.ENV, raising=False)
     assert main(["demo", "--out", "x"]) == 0
@@ -69,4 +73,5 @@ def test_a_command_may_set_its_own_default(monkeypatch):
     assert main(["data", "stats", "/nonexistent"]) == 2
     monkeypatch.setenv(threads.ENV, "1")
     assert main(["demo"]) == 0
-    assert seen == [2, 1, None, None]
+    assert main(["--cpu-threads", "3", "data", "stats", "/nonexistent"]) == 2  # flag over env
+    assert seen == [2, 1, 1, 1, 3]
