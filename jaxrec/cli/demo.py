@@ -8,14 +8,13 @@ import json
 
 
 def _run(args) -> int:
-    from jaxrec.recipes import demo
+    from jaxrec.recipes import demo, report
 
     cfg = demo.DemoConfig.quick(seed=args.seed) if args.quick else demo.DemoConfig(seed=args.seed)
     result = demo.run_demo(args.out, cfg)
     systems = result["systems"]
     print(f"report: {result['paths']['report']}")
-    names = ("jaxrec", "jaxrec_generative", "jaxrec_dense", "popularity", "sasrec", "oracle")
-    for name in (n for n in names if n in systems):
+    for name in (n for n in report.SYSTEM_ORDER if n in systems):
         m = systems[name]
         print(f"  {name:>17s}  recall@10 {m['recall@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     print(f"total {result['timings']['total']:.0f} s")
