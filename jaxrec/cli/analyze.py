@@ -1,4 +1,6 @@
-"""`jaxrec analyze prefix-errors`: where a semantic-id model loses what a reference model finds.
+"""`jaxrec analyze`: error analyses and seed spreads of trained models.
+
+`prefix-errors`, where a semantic-id model loses what a reference model finds:
 
     jaxrec analyze prefix-errors --model-dir D --dataset DIR --reference recs.jsonl
         [--split validation] [--top-k 10] [--num-beams N] [--out rows.jsonl] [--json]
@@ -9,12 +11,22 @@ in its top K and the model does not, prints how many were lost at each level of 
 id (prefix errors) and how many were ranked past K with a correct path
 (`jaxrec.inference.prefix_errors`). The model's own search is the generative one (a hybrid
 MODEL_DIR's dense re-scoring is not applied).
+
+`seeds`, the spread of a recipe over seeds:
+
+    jaxrec analyze seeds RUN RUN [RUN ...] [--metrics recall@10,ndcg@10] [--json]
+
+RUNs are `jaxrec reproduce` or `jaxrec demo` OUT directories that differ only in `--seed`
+(checked: same data, same recipe settings). Prints mean ± sample std of each system's test
+metrics, and jaxrec / SASRec for demo runs (`jaxrec.recipes.seeds`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+
+from jaxrec.data.dataset import DataError
 
 
 def add_parser(subparsers) -> None:
@@ -35,12 +47,35 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default=None, help="JSON lines, one per reference-only user")
     p.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     p.set_defaults(func=run)
+    s = sub.add_parser("seeds", help="mean ± std of test metrics over runs differing in seed")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="reproduce or demo OUT directories")
+    s.add_argument("--metrics", default="recall@5,ndcg@5,recall@10,ndcg@10,recall@20,ndcg@20",
+                   help="comma-separated metrics of the table")  # fmt: skip
+    s.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
+    s.set_defaults(func=run_seeds)
+
+
+def run_seeds(args) -> int:
+    from jaxrec.recipes import seeds
+
+    for d in args.runs:
+        if not os.path.isdir(d):
+            raise DataError(f"{d}: no such directory")
+    summary = seeds.summarize([seeds.read_run(d) for d in args.runs])
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    print(seeds.format_table(summary, metrics))
+    for r in summary["runs"]:
+        extra = f", fusion weight {r['fusion_weight']:g}" if r["fusion_weight"] is not None else ""
+        print(f"  seed {r['seed']}: {r['dir']} (step {r['selected_step']} of {r['steps_run']}"
+              f"{extra})")  # fmt: skip
+    if args.json:
+        print(json.dumps(summary))
+    return 0
 
 
 def run(args) -> int:
     from jaxrec import model_dir as md
     from jaxrec.data.canonical import read_dataset
-    from jaxrec.data.dataset import DataError
     from jaxrec.indexing.binding import verify_index
     from jaxrec.inference import prefix_errors
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jaxrec.inference import evaluate
-from jaxrec.recipes import demo
+from jaxrec.recipes import demo, seeds
 
 
 # The mixture recipe's parts (seqio tasks, python -m jaxrec.train, jaxrec eval) are tested
@@ -34,6 +34,11 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path, recipe):
         # the same items as the generative one
         gen = metrics["jaxrec_generative"]
         assert metrics["jaxrec"]["recall@20"] == pytest.approx(gen["recall@20"], abs=1e-12)
+    if recipe == "prefix_shared":  # a demo OUT is one run of `jaxrec analyze seeds`
+        run = seeds.read_run(str(tmp_path))
+        assert run["seed"] == cfg.seed and set(run["systems"]) == set(metrics)
+        assert run["systems"]["sasrec"]["recall@10"] == metrics["sasrec"]["recall@10"]
+        assert run["config"]["hybrid"] is True and "seed" not in run["config"]["train"]
     report = (tmp_path / "report.md").read_text()
     assert "| jaxrec |" in report and "below the oracle" in report and "x SASRec's" in report
     assert ("the hybrid one" in report) == bool(parts)
