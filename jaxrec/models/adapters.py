@@ -199,7 +199,7 @@ class SemanticIdModel(EncoderDecoderModel):
             return super().loss_sums(params, batch, rng, enable_dropout)
         encoded, logits = self._apply(params, batch, rng, enable_dropout, _encode_and_decode)
         total, sums = self._token_sums(logits, batch)
-        item_logits = next_item_logits(params, encoded)
+        item_logits = next_item_logits(params, encoded, scaled=self.module.config.scale_item_logits)
         nxt = batch["encoder_next_items"]  # [batch, input_length] item id + 1, 0 = none
         item_ce = (
             jax.nn.logsumexp(item_logits, axis=-1)
@@ -218,9 +218,12 @@ class SemanticIdModel(EncoderDecoderModel):
         return out
 
 
-def next_item_logits(params: Any, encoded: jax.Array) -> jax.Array:
+def next_item_logits(params: Any, encoded: jax.Array, *, scaled: bool) -> jax.Array:
     """[batch, input_length, items + 1] float32: each encoder output scored against every
-    item-id input embedding (tied, as in SASRec); id 0 (padding) is never a target."""
+    item-id input embedding (tied, as in SASRec), divided by sqrt(embed) when `scaled`
+    (`T5Config.scale_item_logits`); id 0 (padding) is never a target."""
     table = nn.meta.unbox(params["encoder"]["item_embedder"]["embedding"])
     logits = jnp.dot(encoded.astype(jnp.float32), table.astype(jnp.float32).T)
+    if scaled:
+        logits = logits / jnp.sqrt(jnp.float32(table.shape[-1]))
     return logits.at[..., 0].set(-1e9)

@@ -50,6 +50,11 @@ class T5Config:
       num_input_items: with item-level encoder inputs, an item-id embedding of this many
         items is added to each position's code embeddings; the inputs then carry the item id
         + 1 as their last column (`[batch, length, k + 1]`). 0: codes only (TIGER).
+      scale_item_logits: the dense item head (`adapters.next_item_logits`, the next-item loss
+        and hybrid retrieval) divides its logits, encoder output · item-id embedding, by
+        sqrt(emb_dim), as T5 does for tied output embeddings, so they start at unit scale.
+        Unscaled (False, the first hybrid models), a 12,101-item catalogue starts with logits
+        of std ~11, and on Beauty the encoder collapsed onto one output for every user.
       cross_recency_bias: cross-attention gets a learned per-head bias by how far back an
         encoder position lies from the latest one the decoder may see (`layers.RecencyBias`);
         meant for causal item-level encoders, which cannot mark their last position.
@@ -74,6 +79,7 @@ class T5Config:
     encoder_causal: bool = False
     num_input_items: int = 0
     cross_recency_bias: bool = False
+    scale_item_logits: bool = False
 
     def __post_init__(self):
         # gin and JSON give lists; keep the dataclass hashable (flax module attributes must be).

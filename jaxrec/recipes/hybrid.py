@@ -40,14 +40,14 @@ def has_dense_head(rec: Any) -> bool:
     return bool(rec.config.num_input_items) and rec.item_inputs
 
 
-def _dense_fn(model):
+def _dense_fn(model, scaled: bool):
     @jax.jit
     def dense(params, inputs):  # inputs [b, L, k + 1] (codes, id + 1), left-aligned
         encoded = model.apply({"params": params}, inputs, enable_dropout=False,
                               method=model.encode)  # fmt: skip  # [b, L, embed]
         last = jnp.maximum(jnp.sum(inputs[..., 0] > 0, axis=1) - 1, 0)  # [b]
         at_last = jnp.take_along_axis(encoded, last[:, None, None], axis=1)  # [b, 1, embed]
-        logits = next_item_logits(params, at_last)[:, 0, 1:]  # [b, items], id + 1 -> id
+        logits = next_item_logits(params, at_last, scaled=scaled)[:, 0, 1:]  # [b, items], id + 1
         return jax.nn.log_softmax(logits, axis=-1)
 
     return dense
@@ -57,7 +57,7 @@ def dense_log_probs(rec: Any, params: Any, inputs: np.ndarray) -> np.ndarray:
     """[b, num_items] float32: the dense head's log-probability of each item being next."""
     fns = rec.__dict__.setdefault("_dense_fns", {})  # compiled once per model
     if "dense" not in fns:
-        fns["dense"] = _dense_fn(rec.model)
+        fns["dense"] = _dense_fn(rec.model, rec.config.scale_item_logits)
     return np.asarray(fns["dense"](params, inputs))
 
 

@@ -33,8 +33,9 @@ def _model(**kw):
     return Transformer(cfg)
 
 
-def test_next_item_loss_is_the_item_cross_entropy_on_the_encoder_outputs():
-    model = _model(num_input_items=NUM_ITEMS)
+@pytest.mark.parametrize("scaled", [False, True])
+def test_next_item_loss_is_the_item_cross_entropy_on_the_encoder_outputs(scaled):
+    model = _model(num_input_items=NUM_ITEMS, scale_item_logits=scaled)
     batch = _batch()
     model_inputs = {k: v for k, v in batch.items() if k != "encoder_next_items"}
     params = nn.unbox(model.init(jax.random.key(0), **model_inputs)["params"])
@@ -54,6 +55,8 @@ def test_next_item_loss_is_the_item_cross_entropy_on_the_encoder_outputs():
                           method="encode")  # fmt: skip
     table = params["encoder"]["item_embedder"]["embedding"]  # [items + 1, embed], row 0 = pad
     logits = np.asarray(encoded, np.float64) @ np.asarray(table, np.float64)[1:].T
+    if scaled:  # T5's scaling of tied output embeddings
+        logits /= np.sqrt(table.shape[1])
     nxt = np.asarray(batch["encoder_next_items"])
     real = nxt > 0
     log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
@@ -62,6 +65,24 @@ def test_next_item_loss_is_the_item_cross_entropy_on_the_encoder_outputs():
     np.testing.assert_allclose(float(sums_eval["next_item_loss"]), want, rtol=1e-4)
     assert float(sums_eval["next_items"]) == real.sum()
     assert float(weighted) == pytest.approx(float(sums["loss"]))
+
+
+def test_scaled_item_logits_start_at_unit_scale():
+    # Unscaled, a fresh network's item logits have a std of about sqrt(emb_dim) (unit-norm
+    # rows per dimension on both sides), so the first next-item losses are far above
+    # log(items); scaled by 1/sqrt(emb_dim) they start near it (a little above: the encoder
+    # output still carries the history items' own embeddings).
+    batch = _batch()
+    model_inputs = {k: v for k, v in batch.items() if k != "encoder_next_items"}
+    loss = {}
+    for scaled in (False, True):
+        model = _model(num_input_items=NUM_ITEMS, scale_item_logits=scaled)
+        params = nn.unbox(model.init(jax.random.key(0), **model_inputs)["params"])
+        adapter = SemanticIdModel(model, train_step.LossConfig(z_loss=0.0), 1.0)
+        _, sums = adapter.loss_sums(params, batch, None, False)
+        loss[scaled] = float(sums["next_item_loss"] / sums["next_items"])
+    # (here 29.5 unscaled, 4.6 scaled, log(25) = 3.2)
+    assert loss[True] < np.log(NUM_ITEMS) + 2.0 and loss[False] > 4 * loss[True]
 
 
 def test_the_head_adds_no_parameters_and_needs_item_ids():

@@ -37,11 +37,12 @@ def test_ranks_of_each_ranking_and_the_chosen_weight():
     assert hybrid.best_weight(by_w, "recall@2") == 1.0
 
 
-def test_dense_head_scores_the_last_history_position_against_item_embeddings():
+@pytest.mark.parametrize("scaled", [False, True])
+def test_dense_head_scores_the_last_history_position_against_item_embeddings(scaled):
     codes = np.array([[i % 4, i // 4] for i in range(12)])
     vocab = SidVocabulary.from_index(semantic_index(codes))
     config = get_config("tiny", vocab_size=vocab.padded_vocab_size(), encoder_causal=True,
-                        num_input_items=12, dropout_rate=0.0)  # fmt: skip
+                        num_input_items=12, dropout_rate=0.0, scale_item_logits=scaled)  # fmt: skip
     rec = SidRetrieval(config, vocab, history=5, item_inputs=True)
     inputs = rec.encoder_inputs([[3, 1, 7], [0, 2, 4, 6, 8]])
     params = rec.model.init(jax.random.key(0), inputs, inputs[..., :3, 0], inputs[..., :3, 0],
@@ -52,6 +53,7 @@ def test_dense_head_scores_the_last_history_position_against_item_embeddings():
     encoded = rec.model.apply({"params": params}, inputs, enable_dropout=False,
                               method=rec.model.encode)  # fmt: skip
     for row, last in ((0, 2), (1, 4)):
-        logits = np.asarray(next_item_logits(params, encoded[row : row + 1, last]))[0, 1:]
+        at_last = encoded[row : row + 1, last]
+        logits = np.asarray(next_item_logits(params, at_last, scaled=scaled))[0, 1:]
         want = logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
         np.testing.assert_allclose(logp[row], want, rtol=1e-5, atol=1e-5)

@@ -146,3 +146,14 @@ def test_ablation_recipes_keep_the_network_they_were_measured_with():
     assert layers(["experiments/tiger_prefix_shared_2x2.gin"]) == small
     assert layers(["experiments/tiger_prefix_shared_mim_bpr.gin"]) == small
     assert layers(["experiments/tiger_prefix_shared_mim_bpr_align.gin"]) == small
+
+
+def test_hybrid_recipe_is_the_default_network_with_a_scaled_dense_head():
+    from jaxrec.cli.reproduce import recipe_config
+
+    default = dict(recipe_config([], []).model_overrides)
+    gin.clear_config()
+    cfg = recipe_config(["experiments/tiger_prefix_shared_hybrid.gin"], [])
+    gin.clear_config()
+    assert cfg.hybrid and cfg.item_id_inputs and cfg.train.next_item_loss > 0
+    assert dict(cfg.model_overrides) == {**default, "scale_item_logits": True}
