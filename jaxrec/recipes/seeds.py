@@ -16,26 +16,19 @@ a handful of seeds.
 
 from __future__ import annotations
 
-import json
-import math
 import os
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jaxrec.data.dataset import DataError
+from jaxrec.data.formats import read_json_object
+from jaxrec.indexing.binding import record_path
 from jaxrec.recipes.report import SYSTEM_ORDER
 
 # Recipe settings allowed to differ between runs of one spread.
 _FREE_KEYS = ("seed", "references", "mesh_shape")
 _METRIC_PREFIXES = ("recall@", "ndcg@")
-
-
-def _load(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
 
 
 def _metrics(d: Mapping[str, Any]) -> dict[str, float]:
@@ -48,18 +41,18 @@ def read_run(run_dir: str) -> dict[str, Any]:
     model_dir = run_dir
     if os.path.isfile(demo_metrics) and os.path.isdir(os.path.join(run_dir, "model")):
         model_dir = os.path.join(run_dir, "model")
-    record_path = os.path.join(model_dir, "jaxrec_model.json")
+    record_file = os.path.join(model_dir, "jaxrec_model.json")
     result_path = os.path.join(model_dir, "result.json")
-    if not os.path.isfile(record_path):
+    if not os.path.isfile(record_file):
         raise DataError(f"{run_dir}: neither a `jaxrec reproduce` OUT nor a `jaxrec demo` OUT "
-                        f"(no {record_path})")  # fmt: skip
+                        f"(no {record_file})")  # fmt: skip
     if not os.path.isfile(result_path):
         raise DataError(f"{run_dir}: no {result_path}: the run has not finished (resume it "
                         "with the same command)")  # fmt: skip
-    record, result = _load(record_path), _load(result_path)
+    record, result = read_json_object(record_file), read_json_object(result_path)
     recipe = record.get("recipe")
     if not isinstance(recipe, dict) or "test" not in result:
-        raise DataError(f"{run_dir}: {record_path} has no recipe or {result_path} no test "
+        raise DataError(f"{run_dir}: {record_file} has no recipe or {result_path} no test "
                         "metrics: not written by `jaxrec reproduce`")  # fmt: skip
     test = result["test"]
     systems = {"jaxrec": _metrics(test)}
@@ -70,7 +63,7 @@ def read_run(run_dir: str) -> dict[str, Any]:
         systems["popularity"] = _metrics(result["popularity_test"])
     demo = model_dir != run_dir
     if demo:  # the demo's own table (its SASRec and oracle were run beside the model)
-        for name, m in _load(demo_metrics).items():
+        for name, m in read_json_object(demo_metrics).items():
             if isinstance(m, dict):
                 systems[name] = _metrics(m)
     config = {k: v for k, v in recipe.items() if k not in _FREE_KEYS}
@@ -79,9 +72,9 @@ def read_run(run_dir: str) -> dict[str, Any]:
     fingerprint = None
     index = record.get("index")
     if index and not demo:  # the demo generates its data from the seed, so it changes with it
-        sidecar = os.path.join(model_dir, os.path.splitext(index)[0] + ".dataset.json")
+        sidecar = record_path(os.path.join(model_dir, index))
         if os.path.isfile(sidecar):
-            fingerprint = _load(sidecar).get("item_map_fingerprint")
+            fingerprint = read_json_object(sidecar).get("item_map_fingerprint")
     plan = result.get("plan", {})
     return {
         "dir": run_dir,
@@ -146,12 +139,9 @@ def check_comparable(runs: Sequence[Mapping[str, Any]]) -> None:
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample std (n - 1), min and max of a few values."""
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"mean": mean, "std": std, "min": min(values), "max": max(values),
-            "values": list(values)}  # fmt: skip
+    """Mean, sample std (n - 1), min and max of at least two values."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values),
+            "min": min(values), "max": max(values), "values": list(values)}  # fmt: skip
 
 
 def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -191,7 +181,7 @@ def format_table(summary: Mapping[str, Any], metrics: Sequence[str]) -> str:
              "mean ± sample std"]  # fmt: skip
     lines.append(f"{'system':<20s}" + "".join(f"{m:>18s}" for m in metrics))
     rows = dict(summary["systems"])
-    rows.update({k: v for k, v in summary.get("ratios", {}).items()})
+    rows.update(summary.get("ratios", {}))
     for name, by_metric in rows.items():
         cells = [f"{by_metric[m]['mean']:.4f} ± {by_metric[m]['std']:.4f}" if m in by_metric
                  else "-" for m in metrics]  # fmt: skip

@@ -88,7 +88,7 @@ def test_read_run_names_what_is_missing(tmp_path):
         seeds.read_run(run)
     run = _write_run(tmp_path / "bad", 0, 0.07, 0.04)
     (tmp_path / "bad" / "result.json").write_text('{"test": ')
-    with pytest.raises(DataError, match=r"result.json: not valid JSON \(line 1"):
+    with pytest.raises(DataError, match=r"result.json:1: malformed JSON"):
         seeds.read_run(run)
 
 
