@@ -41,6 +41,21 @@ def plan_steps(
     return steps, evals
 
 
+def describe(metrics: dict[str, Any], keys: Sequence[str]) -> str:
+    """One log line's text of validation `metrics`: the selection `keys`, then the same keys
+    of every part that reports them (a hybrid's `generative` and `dense` rankings) and its
+    `fusion_weight`, so a run shows what each part contributes while it trains."""
+    text = " ".join(f"{k} {float(metrics[k]):.4f}" for k in keys)
+    parts = [
+        f"{name} " + " ".join(f"{float(sub[k]):.4f}" for k in keys)
+        for name, sub in metrics.items()
+        if isinstance(sub, dict) and all(isinstance(sub.get(k), int | float) for k in keys)
+    ]  # fmt: skip
+    if isinstance(metrics.get("fusion_weight"), int | float):
+        parts.append(f"weight {metrics['fusion_weight']:g}")
+    return f"{text} ({'; '.join(parts)})" if parts else text
+
+
 class Validation(Hook):
     """Validation every `every` steps (and at the last planned step), keep-best.
 
@@ -110,8 +125,8 @@ class Validation(Hook):
         self._window = []
         self.curve.append(point)
         log.info("step %d/%d (epoch %.1f) loss %.4f | validation %s | %.1f min", step,
-                 loop.train_steps, point["epoch"], point["loss"],
-                 " ".join(f"{k} {m[k]:.4f}" for k in self.keys), point["minutes"])  # fmt: skip
+                 loop.train_steps, point["epoch"], point["loss"], describe(m, self.keys),
+                 point["minutes"])  # fmt: skip
         if self.best is None or self._key(m) > self._key(self.best):
             self.best = {**m, "step": step}
             loop.request_save()
