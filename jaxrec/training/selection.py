@@ -15,6 +15,7 @@ exactly.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,9 +50,9 @@ def describe(metrics: dict[str, Any], keys: Sequence[str]) -> str:
     parts = [
         f"{name} " + " ".join(f"{float(sub[k]):.4f}" for k in keys)
         for name, sub in metrics.items()
-        if isinstance(sub, dict) and all(isinstance(sub.get(k), int | float) for k in keys)
+        if isinstance(sub, dict) and all(isinstance(sub.get(k), numbers.Real) for k in keys)
     ]  # fmt: skip
-    if isinstance(metrics.get("fusion_weight"), int | float):
+    if isinstance(metrics.get("fusion_weight"), numbers.Real):
         parts.append(f"weight {metrics['fusion_weight']:g}")
     return f"{text} ({'; '.join(parts)})" if parts else text
 

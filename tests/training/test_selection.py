@@ -1,5 +1,7 @@
 """The validation hook's log text (`jaxrec.training.selection.describe`)."""
 
+import numpy as np
+
 from jaxrec.training.selection import describe
 
 KEYS = ("recall@10", "ndcg@10")
@@ -12,7 +14,7 @@ def test_plain_metrics_print_the_selection_keys_only():
 
 def test_a_hybrid_prints_each_part_and_the_chosen_weight():
     gen = {"recall@10": 0.0426, "ndcg@10": 0.0206}
-    dense = {"recall@10": 0.0346, "ndcg@10": 0.0181, "recall@20": 0.05}
+    dense = {"recall@10": np.float32(0.0346), "ndcg@10": np.float32(0.0181), "recall@20": 0.05}
     m = {
         "recall@10": 0.0450, "ndcg@10": 0.0214, "fusion_weight": 0.35,
         "generative": gen, "dense": dense,
