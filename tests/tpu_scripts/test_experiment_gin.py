@@ -157,3 +157,30 @@ def test_hybrid_recipe_is_the_default_network_with_a_scaled_dense_head():
     gin.clear_config()
     assert cfg.hybrid and cfg.item_id_inputs and cfg.train.next_item_loss > 0
     assert dict(cfg.model_overrides) == {**default, "scale_item_logits": True}
+
+
+def test_plateau_ablation_differs_from_the_hybrid_recipe_only_in_auxiliary_tasks():
+    """Issue 20's ablation C compares the hybrid recipe with itself plus auxiliary tasks: any
+    other difference (network, head, losses, schedule) would confound its rows."""
+    import dataclasses
+
+    from jaxrec.cli.reproduce import recipe_config
+
+    def load(name):
+        cfg = recipe_config([f"experiments/{name}.gin"], [])
+        gin.clear_config()
+        return cfg
+
+    base = load("tiger_prefix_shared_hybrid")
+    rows = {
+        ("mim", "bpr"): load("tiger_prefix_shared_hybrid_mim_bpr"),
+        ("mim", "bpr", "item2index", "index2item"): load(
+            "tiger_prefix_shared_hybrid_mim_bpr_align"
+        ),
+    }
+    for tasks, cfg in rows.items():
+        assert cfg.train.aux_tasks == tasks and cfg.train.aux_rate == 0.25
+        assert cfg.name != base.name
+        same_train = dataclasses.replace(cfg.train, aux_tasks=(), aux_rate=base.train.aux_rate)
+        assert same_train == base.train
+        assert dataclasses.replace(cfg, name=base.name, train=base.train) == base
