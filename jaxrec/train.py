@@ -81,8 +81,8 @@ flags.DEFINE_bool(
 flags.DEFINE_integer(
     "cpu_threads",
     None,
-    "CPU compute threads of XLA and BLAS (default $JAXREC_CPU_THREADS or 1: the same numbers on "
-    "every machine; 0 = all CPUs)",
+    "CPU compute threads of XLA and BLAS (default $JAXREC_CPU_THREADS or 1: the same numbers "
+    "whatever the core count; 0 = all CPUs)",
     flag_values=FLAGS,
 )
 flags.DEFINE_enum(

@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cpu-threads", type=int, default=None, metavar="N",
         help="CPU compute threads of XLA and BLAS (default $JAXREC_CPU_THREADS, else the "
-        "command's own default, 1 for most: the same numbers on every machine; 0 = all CPUs, "
-        "faster, results depend on the core count)",
+        "command's own default, 1 for most: the same numbers whatever the core count; "
+        "0 = all CPUs, faster, results depend on the core count)",
     )  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in COMMAND_GROUPS:

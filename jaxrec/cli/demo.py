@@ -1,5 +1,5 @@
 """`jaxrec demo [--out DIR] [--quick] [--seed S]`: the whole flow on the embedded synthetic
-default. A fixed amount of work: the same figures on every machine for the same seed (two
+default. A fixed amount of work: the same figures on 1 core and on 2 for the same seed (two
 compute threads by default, see `add_parser`)."""
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def add_parser(subparsers) -> None:
     )
     t.add_argument("--minutes", type=float, help="wall-clock budget (default: the recipe's)")
     t.add_argument("--steps", type=int, help="a fixed number of training steps instead of a "
-                   "budget (the same run on any machine)")  # fmt: skip
+                   "budget (the same work on any machine)")  # fmt: skip
     t.add_argument("--epochs", type=float, help="a fixed number of epochs instead of a budget")
     t.add_argument("--seed", type=int, help="seed of the index, init, dropout and data order")
     t.add_argument(

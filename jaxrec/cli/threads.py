@@ -1,4 +1,4 @@
-"""CPU compute threads, fixed so that a command gives the same numbers on every machine.
+"""CPU compute threads, fixed so that a command gives the same numbers whatever the core count.
 
 XLA sizes its CPU thread pool once, when the backend starts, from the CPUs the process may run
 on (its affinity), and how a matmul or a reduction is split over that pool changes the order of
@@ -11,7 +11,8 @@ every thread of the process gets the full affinity back (so several runs on one 
 over its cores, and data loading still uses them); BLAS pools are limited with threadpoolctl.
 `--cpu-threads 0` keeps XLA's and BLAS's own choice (all CPUs: faster on many cores, results
 then depend on the core count). Accelerators compute on the device; this governs the host CPU
-backend only.
+backend only. A fixed thread count does not make CPUs of different types agree: their kernels
+follow the instruction set (`jaxrec.indexing.isolated`).
 """
 
 from __future__ import annotations

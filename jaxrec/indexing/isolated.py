@@ -1,5 +1,5 @@
 """RQ-VAE indexes built in a clean worker process, so that their bytes do not depend on the
-machine.
+machine's CPU count, thread pool or forced host devices.
 
 XLA's CPU thread pool is sized when the backend starts, from the CPUs the process may use and
 the number of (forced) host devices, and the pool's size changes how matmuls split their sums:
@@ -7,8 +7,12 @@ an RQ-VAE trained in a process with 2 CPUs, or with `--xla_force_host_platform_d
 (the test set-up), gives other codes than one trained on 1 CPU. The index of a dataset is data
 that users share, so `build_rqvae_index` trains it in a worker that starts its own CPU backend
 with one compute thread, one BLAS thread and no forced devices: the same dataset, embeddings
-spec, settings and seed give the same `.index.json` on every machine (tested with 1 and 2
-CPUs and under forced host devices).
+spec, settings and seed give the same `.index.json` on every machine of one CPU type (tested
+with 1 and 2 CPUs and under forced host devices). Across CPU types the bytes can differ: the
+kernels (XLA's compiled code, the BLAS under numpy) are chosen for the host's instruction set,
+and with them how float sums are split (Beauty, seed 0: 9,170 collisions before resolution on
+one host, 9,178 on an AVX-512 host). To repeat a
+run's ids on another machine, reuse its index file.
 
 Worker protocol: `python -m jaxrec.indexing.isolated REQUEST.json`; the request names the
 dataset, the embeddings spec, the RQ-VAE settings and where to write the index and the report;

@@ -134,7 +134,7 @@ def _build_index(ds, data_dir: str, cfg: DemoConfig) -> dict:
     rq = RQVAEConfig(hidden_dims=(256, 128), latent_dim=32, levels=cfg.index_levels,
                      codes=cfg.index_codes, epochs=cfg.index_epochs, batch_size=256,
                      seed=cfg.seed)  # fmt: skip
-    # In a worker process: the same index on every machine (jaxrec.indexing.isolated).
+    # In a worker process: the same index whatever the core count (jaxrec.indexing.isolated).
     index, report = build_rqvae_index(data_dir, cfg.index_embeddings, rq)
     index.to_json(os.path.join(data_dir, f"{ds.name}.index.json"), dataset=ds)
     return report

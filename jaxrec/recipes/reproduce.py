@@ -53,7 +53,7 @@ class RecipeConfig:
       minutes: wall-clock budget of the whole run, index and test evaluation included (used
         when neither `steps` nor `epochs` is set).
       steps / epochs: a fixed plan instead of a budget: this many training steps (or epochs of
-        the training rows); the run is then the same on any machine and resumes exactly.
+        the training rows); the run is then the same whatever the core count and resumes exactly.
       eval_every_steps / eval_every_epochs: steps (or epochs) between validations in a fixed
         plan (default: a tenth of it).
       index_embeddings / index_levels / index_codes / index_epochs: the RQ-VAE index built
@@ -128,7 +128,7 @@ def build_or_load_index(
         levels=cfg.index_levels, codes=cfg.index_codes, epochs=cfg.index_epochs, seed=cfg.seed
     )
     # In a worker process with one compute thread, whatever --cpu-threads gives training: the
-    # same index on every machine (jaxrec.indexing.isolated). `jaxrec index build` with
+    # same index whatever the core count (jaxrec.indexing.isolated). `jaxrec index build` with
     # --cpu-threads builds another thread count's index, which --index can then pass in.
     index, report = build_rqvae_index(dataset_dir, cfg.index_embeddings, rq)
     index.to_json(path, dataset=dataset)  # with the record of the items it indexes

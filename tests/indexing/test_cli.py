@@ -70,7 +70,7 @@ def test_build_rqvae_and_check(data_dir, capsys):
         assert key in report
     assert report["collisions"] == 0 and report["levels"] >= 2
     assert len(report["codebook_usage"]) == report["levels"]
-    assert report["cpu_threads"] == 1  # the worker's default: the same bytes on every machine
+    assert report["cpu_threads"] == 1  # the worker's default, whatever the core count
     index = ItemIndex.from_json(str(out), num_items=40)
     assert index.num_colliding_items() == 0 and index.tokens[0][0].startswith("<a_")
     first = out.read_bytes()

@@ -1,4 +1,4 @@
-"""The same index on every machine: an RQ-VAE index built with 1 CPU, with 2 CPUs and under
+"""The same index whatever the core count: an RQ-VAE index built with 1 CPU, with 2 CPUs and under
 forced host devices has the same bytes (`jaxrec.indexing.isolated`)."""
 
 import os
