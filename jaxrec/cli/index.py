@@ -103,8 +103,8 @@ def run_build(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.method == "rqvae":  # in a worker: the same bytes whatever the core count
         # One compute thread unless asked (`jaxrec --cpu-threads N index build` or
-        # $JAXREC_CPU_THREADS): another thread count gives other ids, each
-        # count's the same on any number of cores (2 threads train about twice as fast on 2 cores).
+        # $JAXREC_CPU_THREADS): another thread count gives other ids, each the same on any
+        # number of cores (2 threads train about twice as fast on 2 cores).
         n = cpu_threads.requested(args.cpu_threads)
         index, report = build_rqvae_index(args.dataset_dir, args.embeddings, config,
                                           resolve=not args.keep_collisions, threads=n)  # fmt: skip

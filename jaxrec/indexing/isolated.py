@@ -11,8 +11,8 @@ spec, settings and seed give the same `.index.json` on every machine of one CPU 
 with 1 and 2 CPUs and under forced host devices). Across CPU types the bytes can differ: the
 kernels (XLA's compiled code, the BLAS under numpy) are chosen for the host's instruction set,
 and with them how float sums are split (Beauty, seed 0: 9,170 collisions before resolution on
-one host, 9,178 on an AVX-512 host). To repeat a
-run's ids on another machine, reuse its index file.
+one host, 9,178 on an AVX-512 host). To repeat a run's ids on another machine, reuse its
+index file.
 
 Worker protocol: `python -m jaxrec.indexing.isolated REQUEST.json`; the request names the
 dataset, the embeddings spec, the RQ-VAE settings and where to write the index and the report;
