@@ -43,8 +43,12 @@ def test_one_thread_gives_the_same_numbers_on_1_and_2_cpus():
     assert one["n"] == two["n"] == 1
     assert two["hash"] == one["hash"]
     assert two["wide"]  # the pool's threads got the process's CPUs back
-    free = _run(cpus[:2], 0)  # XLA's own choice: a pool of 2 splits the sum otherwise
-    assert free["n"] == 0 and free["hash"] != one["hash"]
+    free = _run(cpus[:2], 0)  # XLA's own choice: a pool of 2
+    assert free["n"] == 0
+    # Whether a pool of 2 splits this sum differently depends on the CPU type: it did on the
+    # hosts this test was written on, not on an AVX-512 host (2026-12-06, identical bytes).
+    if free["hash"] == one["hash"]:
+        pytest.skip("this CPU's kernels give the same bytes with 1 and 2 threads at this shape")
 
 
 def test_a_bad_thread_count_is_one_line(capsys, monkeypatch):
