@@ -19,6 +19,16 @@ MODEL_DIR's dense re-scoring is not applied).
 RUNs are `jaxrec reproduce` or `jaxrec demo` OUT directories that differ only in `--seed`
 (checked: same data, same recipe settings). Prints mean ± sample std of each system's test
 metrics, and jaxrec / SASRec for demo runs (`jaxrec.recipes.seeds`).
+
+`ensemble`, several semantic-id models (seeds of one recipe) ranking together:
+
+    jaxrec analyze ensemble RUN RUN [RUN ...] --dataset DIR [--num-beams N]
+        [--validation-users N] [--out result.json] [--json]
+
+RUNs are MODEL_DIRs over the dataset's items (each with its own index). The union of their
+beams is ranked by summed beam and dense-head log-probabilities or by reciprocal-rank fusion,
+the variant chosen on validation; test reports it beside each member alone
+(`jaxrec.recipes.ensemble`).
 """
 
 from __future__ import annotations
@@ -53,6 +63,21 @@ def add_parser(subparsers) -> None:
                    help="comma-separated metrics of the table")  # fmt: skip
     s.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     s.set_defaults(func=run_seeds)
+    e = sub.add_parser("ensemble", help="several semantic-id models ranking together: test of "
+                       "the fusion chosen on validation, beside each model alone")  # fmt: skip
+    e.add_argument("runs", nargs="+", metavar="RUN", help="semantic-id MODEL_DIRs")
+    e.add_argument("--dataset", required=True, help="prepared dataset directory")
+    e.add_argument("--num-beams", type=int, default=None, help="default: the first run's")
+    e.add_argument("--batch-size", type=int, default=None)
+    e.add_argument(
+        "--validation-users",
+        type=int,
+        default=None,
+        help="choose the fusion on the first N validation users (default: all)",
+    )
+    e.add_argument("--out", default=None, help="write the result JSON here")
+    e.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
+    e.set_defaults(func=run_ensemble)
 
 
 def run_seeds(args) -> int:
@@ -70,6 +95,50 @@ def run_seeds(args) -> int:
               f"{extra})")  # fmt: skip
     if args.json:
         print(json.dumps(summary))
+    return 0
+
+
+def run_ensemble(args) -> int:
+    import numpy as np
+
+    from jaxrec import model_dir as md
+    from jaxrec.data.canonical import read_dataset
+    from jaxrec.indexing.binding import verify_index
+    from jaxrec.recipes import ensemble
+
+    if len(args.runs) < 2:
+        raise DataError("an ensemble needs at least two RUNs")
+    for d in args.runs:
+        if not md.is_sid_model_dir(d):
+            raise DataError(f"{d}: not a semantic-id MODEL_DIR")
+    ds = read_dataset(args.dataset)
+    n_val = args.validation_users
+    if n_val is not None and not 0 < n_val <= ds.num_users:
+        raise DataError(f"--validation-users {n_val}: must be in 1..{ds.num_users}")
+    users = None if n_val is None else np.arange(n_val)
+    sids = [md.load_sid_model(d) for d in args.runs]
+    for sid in sids:
+        verify_index(sid.index_path, ds, args.dataset)  # every member's items are these
+    beams = args.num_beams or sids[0].num_beams
+    batch = args.batch_size or sids[0].batch_size
+    result = ensemble.evaluate(sids, ds, beams, batch, users)
+    result.update(runs=list(args.runs), steps=[s.step for s in sids],
+                  fusion_weights=[s.fusion_weight for s in sids])  # fmt: skip
+    print(f"chosen on {result['validation_users']} validation users: {result['variant']} "
+          f"({result['candidates']} candidates at most per user)")  # fmt: skip
+    keys = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
+    print(f"{'test':<28s}" + "".join(f"{k:>11s}" for k in keys))
+    rows = [(f"member {i + 1} ({d})", m) for i, (d, m) in enumerate(
+        zip(args.runs, result["members_test"], strict=True))]  # fmt: skip
+    rows.append((f"ensemble ({result['variant']})", result["test"]))
+    for name, m in rows:
+        print(f"{name[:28]:<28s}" + "".join(f"{m[k]:>11.4f}" for k in keys))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+    if args.json:
+        print(json.dumps(result))
     return 0
 
 

@@ -1,0 +1,117 @@
+"""Ensembles of semantic-id models (`jaxrec.recipes.ensemble`, `jaxrec analyze ensemble`): the
+fusions on hand-made lists, and on two trained hybrid MODEL_DIRs read back from disk."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxrec import cli
+from jaxrec.data import canonical, prepare, synthetic
+from jaxrec.data.processing import PrepareOptions
+from jaxrec.recipes import ensemble
+from tests.recipes.test_model_dir_consumers import HYBRID, SMALL
+
+NEG = -np.inf
+
+
+def test_union_keeps_each_item_once_in_member_then_beam_order():
+    a = np.array([[3, 1, -1], [5, 6, 7]])
+    b = np.array([[1, 4, 3], [7, 5, 6]])
+    assert ensemble.candidate_union([a, b]).tolist() == [[3, 1, 4, -1, -1, -1],
+                                                         [5, 6, 7, -1, -1, -1]]  # fmt: skip
+
+
+def test_beam_scores_at_the_union_take_the_lowest_beam_where_absent():
+    items = np.array([[3, 1, -1]])
+    beam = np.array([[-0.5, -2.0, NEG]])
+    union = np.array([[3, 1, 4, -1]])
+    assert ensemble.beam_at(items, beam, union).tolist() == [[-0.5, -2.0, -2.0, NEG]]
+    assert ensemble.rank_at(items, union).tolist() == [[1, 2, 0, 0]]
+
+
+def test_rrf_rewards_items_both_members_list():
+    # Member 1 ranks 1 > 2 > 3, member 2 ranks 2 > 4 > 1: item 2 (ranks 2 and 1) wins with
+    # k = 1 (1/3 + 1/2 against 1/2 + 1/4 for item 1); item 4 (rank 2 of one) comes before 3.
+    a, b = np.array([[1, 2, 3]]), np.array([[2, 4, 1]])
+    union = ensemble.candidate_union([a, b])
+    ranks = [ensemble.rank_at(a, union), ensemble.rank_at(b, union)]
+    order = ensemble.ranked(union, ensemble.rrf_scores(ranks, 1.0, union))
+    assert order.tolist() == [[2, 1, 4, 3, -1, -1]]
+
+
+def test_the_sum_adds_beam_and_weighted_dense_scores():
+    a, b = np.array([[1, 2]]), np.array([[2, 3]])
+    members = [ensemble.MemberScores(a, np.array([[-1.0, -3.0]]), a),
+               ensemble.MemberScores(b, np.array([[-1.0, -2.0]]), b)]  # fmt: skip
+    union = ensemble.candidate_union([a, b])  # [1, 2, 3, -1]
+    dense = [np.array([[-5.0, -1.0, -9.0, NEG]]), np.array([[-5.0, -1.0, -1.0, NEG]])]
+    fused = ensemble.fusion(members, dense, union)
+    # Beams only: 1 -> -1 + -2 (floor of member 2), 2 -> -3 + -1, 3 -> -3 (floor) + -2.
+    assert fused.ranking("sum,w=0").tolist() == [[1, 2, 3, -1]]
+    # With the heads (weight 1): 1 -> -3 - 10, 2 -> -4 - 2, 3 -> -5 - 10.
+    assert fused.ranking("sum,w=1").tolist() == [[2, 1, 3, -1]]
+    with pytest.raises(ValueError, match="unknown ensemble variant"):
+        fused.ranking("mean,w=1")
+    assert "sum,w=1" not in ensemble.fusion(members, None, union).variants()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ensemble")
+    synthetic.generate(str(root / "raw"), num_users=150, num_items=80, num_topics=5, seed=2)
+    ds = prepare.prepare_dataset("synthetic", str(root / "raw"),
+                                 options=PrepareOptions(num_negatives=10, seed=2))  # fmt: skip
+    canonical.write_dataset(ds, str(root / "data"))
+    outs = []
+    for seed in (0, 1):
+        out = root / f"run{seed}"
+        assert cli.main(["reproduce", "tiger", "--dataset", str(root / "data"), "--out",
+                         str(out), "--steps", "30", "--seed", str(seed), *SMALL,
+                         *HYBRID]) == 0  # fmt: skip
+        outs.append(str(out))
+    return str(root / "data"), outs
+
+
+def _ensemble(capsys, data, runs, *extra):
+    assert cli.main(["analyze", "ensemble", *runs, "--dataset", data, *extra, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_members_alone_are_their_runs_test_figures_and_the_choice_is_validations(runs, capsys):
+    data, outs = runs
+    result = _ensemble(capsys, data, outs, "--validation-users", "100")
+    for out, alone in zip(outs, result["members_test"], strict=True):
+        with open(f"{out}/result.json", encoding="utf-8") as f:
+            test = json.load(f)["test"]
+        for key, value in alone.items():
+            assert value == pytest.approx(test[key], abs=1e-12), (out, key)
+    assert result["validation_users"] == 100
+    assert result["variant"] == ensemble.best_variant(result["validation_by_variant"])
+    assert result["test"] == result["test_by_variant"][result["variant"]]
+    assert result["candidates"] == 2 * result["num_beams"]
+
+
+def test_a_model_with_itself_ranks_as_the_model_alone(runs, capsys):
+    # Two copies of one hybrid model: the sum at the model's own weight and the reciprocal-rank
+    # fusion of its own ranking give that ranking back.
+    data, outs = runs
+    result = _ensemble(capsys, data, [outs[0], outs[0]], "--validation-users", "50")
+    alone = result["members_test"][0]
+    with open(f"{outs[0]}/result.json", encoding="utf-8") as f:
+        weight = json.load(f)["test"]["fusion_weight"]
+    for variant in (f"sum,w={weight:g}", "rrf,k=60"):
+        got = result["test_by_variant"][variant]
+        for key, value in alone.items():
+            assert got[key] == pytest.approx(value, abs=1e-12), (variant, key)
+
+
+def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
+    data, outs = runs
+    for argv, message in (
+        ([outs[0]], "an ensemble needs at least two RUNs"),
+        ([outs[0], str(tmp_path)], f"{tmp_path}: not a semantic-id MODEL_DIR"),
+        ([*outs, "--validation-users", "0"], "--validation-users 0: must be in 1..150"),
+    ):
+        assert cli.main(["analyze", "ensemble", *argv, "--dataset", data]) == 2
+        assert capsys.readouterr().err.strip() == f"jaxrec: error: {message}"
