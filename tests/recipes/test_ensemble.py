@@ -64,13 +64,13 @@ def runs(tmp_path_factory):
                                  options=PrepareOptions(num_negatives=10, seed=2))  # fmt: skip
     canonical.write_dataset(ds, str(root / "data"))
     outs = []
-    for seed in (0, 1):
-        out = root / f"run{seed}"
+    for name, seed, extra in (("run0", 0, HYBRID), ("run1", 1, HYBRID), ("gen", 0, [])):
+        out = root / name
         assert cli.main(["reproduce", "tiger", "--dataset", str(root / "data"), "--out",
                          str(out), "--steps", "30", "--seed", str(seed), *SMALL,
-                         *HYBRID]) == 0  # fmt: skip
+                         *extra]) == 0  # fmt: skip
         outs.append(str(out))
-    return str(root / "data"), outs
+    return str(root / "data"), outs[:2], outs[2]
 
 
 def _ensemble(capsys, data, runs, *extra):
@@ -79,7 +79,7 @@ def _ensemble(capsys, data, runs, *extra):
 
 
 def test_members_alone_are_their_runs_test_figures_and_the_choice_is_validations(runs, capsys):
-    data, outs = runs
+    data, outs, _ = runs
     result = _ensemble(capsys, data, outs, "--validation-users", "100")
     for out, alone in zip(outs, result["members_test"], strict=True):
         with open(f"{out}/result.json", encoding="utf-8") as f:
@@ -95,7 +95,7 @@ def test_members_alone_are_their_runs_test_figures_and_the_choice_is_validations
 def test_a_model_with_itself_ranks_as_the_model_alone(runs, capsys):
     # Two copies of one hybrid model: the sum at the model's own weight and the reciprocal-rank
     # fusion of its own ranking give that ranking back.
-    data, outs = runs
+    data, outs, _ = runs
     result = _ensemble(capsys, data, [outs[0], outs[0]], "--validation-users", "50")
     alone = result["members_test"][0]
     with open(f"{outs[0]}/result.json", encoding="utf-8") as f:
@@ -106,8 +106,22 @@ def test_a_model_with_itself_ranks_as_the_model_alone(runs, capsys):
             assert got[key] == pytest.approx(value, abs=1e-12), (variant, key)
 
 
+def test_with_a_generative_member_only_the_beams_and_their_ranks_fuse(runs, capsys):
+    # A model without a dense head: the sum has no head term (w = 0 only), the members' own
+    # rankings are the hybrid's re-scored beams and the generative model's beams.
+    data, outs, generative = runs
+    result = _ensemble(capsys, data, [generative, outs[0]], "--validation-users", "50")
+    assert [v for v in result["test_by_variant"] if v.startswith("sum")] == ["sum,w=0"]
+    assert result["fusion_weights"][0] is None and result["fusion_weights"][1] is not None
+    for out, alone in zip((generative, outs[0]), result["members_test"], strict=True):
+        with open(f"{out}/result.json", encoding="utf-8") as f:
+            test = json.load(f)["test"]
+        for key, value in alone.items():
+            assert value == pytest.approx(test[key], abs=1e-12), (out, key)
+
+
 def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
-    data, outs = runs
+    data, outs, _ = runs
     for argv, message in (
         ([outs[0]], "an ensemble needs at least two RUNs"),
         ([outs[0], str(tmp_path)], f"{tmp_path}: not a semantic-id MODEL_DIR"),
