@@ -98,7 +98,7 @@ def ranked(union: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class Fusion:
-    """What every variant needs for n queries (`fuse` reads it; no further inference)."""
+    """What every variant needs for n queries (`ranking` reads it: no further inference)."""
 
     union: np.ndarray  # [n, U]
     beams: list[np.ndarray]  # M x [n, U] beam_at
