@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from jaxrec.inference import metrics as eval_metrics
+from jaxrec.inference import retrieval
 from jaxrec.recipes import hybrid
 
 RRF_KS = (1, 5, 10, 20, 60)  # reciprocal-rank fusion constants tried on validation
@@ -150,21 +151,13 @@ def best_variant(by_variant: dict[str, dict], metric: str = "recall@10") -> str:
 # --- running the members -------------------------------------------------------------------
 
 
-def score_member(sid: Any, histories: Sequence[Sequence[int]], num_beams: int, batch_size: int,
-                 progress: str | None = None) -> MemberScores:  # fmt: skip
-    """A member's beams (all `num_beams` kept) and its own ranking of them."""
-    n = len(histories)
-    if sid.fusion_weight is not None:
-        s = hybrid.score(sid.rec, sid.params, histories, None, num_beams, batch_size, progress)
-        own, _ = s.reranked(sid.fusion_weight)
-        return MemberScores(s.items, s.beam, own)
-    items = np.full((n, num_beams), -1, np.int32)
-    beam = np.full((n, num_beams), -np.inf, np.float32)
-    for b in sid.rec.ranked_batches(sid.params, histories, num_beams, batch_size, num_beams,
-                                    progress):  # fmt: skip
-        items[b.start : b.start + len(b.items)] = b.items
-        beam[b.start : b.start + len(b.items)] = b.scores
-    return MemberScores(items, beam, items)
+def beams_of(sid: Any, histories: Sequence[Sequence[int]], num_beams: int, batch_size: int,
+             progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A member's constrained search, all `num_beams` kept: (items [n, B], log p [n, B])."""
+    batches = sid.rec.ranked_batches(sid.params, histories, num_beams, batch_size, num_beams,
+                                     progress)  # fmt: skip
+    items, beam, _ = retrieval.rank_all(batches, len(histories), num_beams)
+    return items, beam
 
 
 def dense_at(sid: Any, histories: Sequence[Sequence[int]], union: np.ndarray,
@@ -180,6 +173,17 @@ def dense_at(sid: Any, histories: Sequence[Sequence[int]], union: np.ndarray,
     return out
 
 
+def own_ranking(items: np.ndarray, beam: np.ndarray, union: np.ndarray,
+                dense: np.ndarray | None, weight: float | None) -> np.ndarray:  # fmt: skip
+    """[n, B] a member's own ranking of its beams: beam order, or for a hybrid member (its
+    `dense` [n, U] at the union, which holds its beams) re-scored by `hybrid.rescored`."""
+    if weight is None:
+        return items
+    match = union[:, None, :] == items[:, :, None]  # [n, B, U]
+    at_items = np.where(match, dense[:, None, :], -np.inf).max(axis=2)  # [n, B]
+    return hybrid.rescored(items, beam, at_items, weight)[0]
+
+
 def score_members(
     sids: Sequence[Any],
     histories: Sequence[Sequence[int]],
@@ -187,15 +191,18 @@ def score_members(
     batch_size: int,
     what: str = "",
 ) -> tuple[list[MemberScores], Fusion]:
-    """Runs every member over `histories`: (each member's scores, their `Fusion`)."""
-    members = [score_member(s, histories, num_beams, batch_size,
-                            progress=f"{what} member {i + 1}/{len(sids)}")
-               for i, s in enumerate(sids)]  # fmt: skip
-    union = candidate_union([m.items for m in members])
-    dense = None
-    if all(s.fusion_weight is not None for s in sids):
-        dense = [dense_at(s, histories, union, batch_size) for s in sids]
-    return members, fusion(members, dense, union)
+    """Runs every member over `histories`: each one's search, then the dense heads once over
+    the union of the beams (`[n, U]`). Returns (each member's scores, their `Fusion`)."""
+    found = [beams_of(s, histories, num_beams, batch_size,
+                      progress=f"{what} member {i + 1}/{len(sids)}")
+             for i, s in enumerate(sids)]  # fmt: skip
+    union = candidate_union([items for items, _ in found])
+    dense = [None if s.fusion_weight is None else dense_at(s, histories, union, batch_size)
+             for s in sids]  # fmt: skip
+    members = [MemberScores(items, beam, own_ranking(items, beam, union, d, s.fusion_weight))
+               for (items, beam), d, s in zip(found, dense, sids, strict=True)]  # fmt: skip
+    with_heads = None if any(d is None for d in dense) else dense
+    return members, fusion(members, with_heads, union)
 
 
 def _split(sids, dataset, split, users, num_beams, batch_size):

@@ -78,15 +78,20 @@ class Scored:
             return self.dense_rank
         if weight == 0:
             return eval_metrics.target_ranks(self.items, self.targets)
-        fused = np.where(self.items >= 0, self.beam + weight * self.dense, -np.inf)
-        order = np.argsort(-fused, axis=1, kind="stable")
-        return eval_metrics.target_ranks(np.take_along_axis(self.items, order, 1), self.targets)
+        return eval_metrics.target_ranks(self.reranked(weight)[0], self.targets)
 
     def reranked(self, weight: float) -> tuple[np.ndarray, np.ndarray]:
         """(items [n, B], fused scores [n, B]) best first under `weight`."""
-        fused = np.where(self.items >= 0, self.beam + weight * self.dense, -np.inf)
-        order = np.argsort(-fused, axis=1, kind="stable")
-        return np.take_along_axis(self.items, order, 1), np.take_along_axis(fused, order, 1)
+        return rescored(self.items, self.beam, self.dense, weight)
+
+
+def rescored(items: np.ndarray, beam: np.ndarray, dense: np.ndarray,
+             weight: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Beam items [n, B] (-1 padded) re-ranked by  beam + weight * dense  (both [n, B]):
+    (items, fused scores), best first, ties in beam order."""
+    fused = np.where(items >= 0, beam + weight * dense, -np.inf)
+    order = np.argsort(-fused, axis=1, kind="stable")
+    return np.take_along_axis(items, order, 1), np.take_along_axis(fused, order, 1)
 
 
 def scored_batches(
@@ -122,10 +127,8 @@ def reranked_batches(
     """`RankedBatch`es of the hybrid ranking: the beam items ordered by their fused score,
     which `scores` holds."""
     for b, logp in scored_batches(rec, params, histories, num_beams, batch_size, progress):
-        fused = np.where(b.items >= 0, b.scores + weight * _at(logp, b.items), -np.inf)
-        order = np.argsort(-fused, axis=1, kind="stable")[:, :max_items]
-        yield dataclasses.replace(b, items=np.take_along_axis(b.items, order, 1),
-                                  scores=np.take_along_axis(fused, order, 1))  # fmt: skip
+        items, fused = rescored(b.items, b.scores, _at(logp, b.items), weight)
+        yield dataclasses.replace(b, items=items[:, :max_items], scores=fused[:, :max_items])
 
 
 def score(

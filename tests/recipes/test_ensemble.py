@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 
 from jaxrec import cli
-from jaxrec.data import canonical, prepare, synthetic
-from jaxrec.data.processing import PrepareOptions
 from jaxrec.recipes import ensemble
-from tests.recipes.test_model_dir_consumers import HYBRID, SMALL
+from tests.recipes.test_model_dir_consumers import HYBRID, SMALL, write_small_dataset
 
 NEG = -np.inf
 
@@ -59,18 +57,15 @@ def test_the_sum_adds_beam_and_weighted_dense_scores():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ensemble")
-    synthetic.generate(str(root / "raw"), num_users=150, num_items=80, num_topics=5, seed=2)
-    ds = prepare.prepare_dataset("synthetic", str(root / "raw"),
-                                 options=PrepareOptions(num_negatives=10, seed=2))  # fmt: skip
-    canonical.write_dataset(ds, str(root / "data"))
+    _, data = write_small_dataset(root)
     outs = []
     for name, seed, extra in (("run0", 0, HYBRID), ("run1", 1, HYBRID), ("gen", 0, [])):
         out = root / name
-        assert cli.main(["reproduce", "tiger", "--dataset", str(root / "data"), "--out",
+        assert cli.main(["reproduce", "tiger", "--dataset", data, "--out",
                          str(out), "--steps", "30", "--seed", str(seed), *SMALL,
                          *extra]) == 0  # fmt: skip
         outs.append(str(out))
-    return str(root / "data"), outs[:2], outs[2]
+    return data, outs[:2], outs[2]
 
 
 def _ensemble(capsys, data, runs, *extra):

@@ -26,6 +26,15 @@ HYBRID = ["--gin.RecipeConfig.hybrid=True", "--gin.RecipeConfig.item_id_inputs=T
           "--gin.TrainSettings.next_item_loss=1.0"]  # fmt: skip
 
 
+def write_small_dataset(root):
+    """A prepared synthetic dataset (150 users, 80 items) in root/data: (dataset, its dir)."""
+    synthetic.generate(str(root / "raw"), num_users=150, num_items=80, num_topics=5, seed=2)
+    ds = prepare.prepare_dataset("synthetic", str(root / "raw"),
+                                 options=PrepareOptions(num_negatives=10, seed=2))  # fmt: skip
+    canonical.write_dataset(ds, str(root / "data"))
+    return ds, str(root / "data")
+
+
 # The hybrid MODEL_DIR (beams re-scored by the dense head) is slow-marked here; its ranking is
 # tested in tests/recipes/test_hybrid.py.
 @pytest.fixture(
@@ -33,10 +42,7 @@ HYBRID = ["--gin.RecipeConfig.hybrid=True", "--gin.RecipeConfig.item_id_inputs=T
 )
 def run(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("consumers")
-    synthetic.generate(str(root / "raw"), num_users=150, num_items=80, num_topics=5, seed=2)
-    ds = prepare.prepare_dataset("synthetic", str(root / "raw"),
-                                 options=PrepareOptions(num_negatives=10, seed=2))  # fmt: skip
-    canonical.write_dataset(ds, str(root / "data"))
+    ds, _ = write_small_dataset(root)
     out = root / "run"
     argv = ["reproduce", "tiger", "--dataset", str(root / "data"), "--out", str(out),
             "--steps", "30", *SMALL, *(HYBRID if request.param == "hybrid" else [])]  # fmt: skip
