@@ -25,7 +25,8 @@ metrics, and jaxrec / SASRec for demo runs (`jaxrec.recipes.seeds`).
     jaxrec analyze ensemble RUN RUN [RUN ...] --dataset DIR [--num-beams N]
         [--validation-users N] [--out result.json] [--json]
 
-RUNs are MODEL_DIRs over the dataset's items (each with its own index). The union of their
+RUNs are MODEL_DIRs over the dataset's items (each with its own index), or the OUT of
+`jaxrec reproduce tiger --seeds`, which stands for its members. The union of their
 beams is ranked by summed beam and dense-head log-probabilities or by reciprocal-rank fusion,
 the variant chosen on validation; test reports it beside each member alone
 (`jaxrec.recipes.ensemble`).
@@ -58,14 +59,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     p.set_defaults(func=run)
     s = sub.add_parser("seeds", help="mean ± std of test metrics over runs differing in seed")
-    s.add_argument("runs", nargs="+", metavar="RUN", help="reproduce or demo OUT directories")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="reproduce or demo OUT directories "
+                   "(a `jaxrec reproduce --seeds` OUT: its members)")  # fmt: skip
     s.add_argument("--metrics", default="recall@5,ndcg@5,recall@10,ndcg@10,recall@20,ndcg@20",
                    help="comma-separated metrics of the table")  # fmt: skip
     s.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     s.set_defaults(func=run_seeds)
     e = sub.add_parser("ensemble", help="several semantic-id models ranking together: test of "
                        "the fusion chosen on validation, beside each model alone")  # fmt: skip
-    e.add_argument("runs", nargs="+", metavar="RUN", help="semantic-id MODEL_DIRs")
+    e.add_argument("runs", nargs="+", metavar="RUN", help="semantic-id MODEL_DIRs, or a "
+                   "`jaxrec reproduce --seeds` OUT (its members)")  # fmt: skip
     e.add_argument("--dataset", required=True, help="prepared dataset directory")
     e.add_argument("--num-beams", type=int, default=None, help="default: the first run's")
     e.add_argument("--batch-size", type=int, default=None)
@@ -81,12 +84,14 @@ def add_parser(subparsers) -> None:
 
 
 def run_seeds(args) -> int:
-    from jaxrec.recipes import seeds
+    from jaxrec.recipes import seed_ensemble, seeds
 
+    runs = []
     for d in args.runs:
         if not os.path.isdir(d):
             raise DataError(f"{d}: no such directory")
-    summary = seeds.summarize([seeds.read_run(d) for d in args.runs])
+        runs += seed_ensemble.members(d) if seed_ensemble.read_marker(d) else [d]
+    summary = seeds.summarize([seeds.read_run(d) for d in runs])
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     print(seeds.format_table(summary, metrics))
     for r in summary["runs"]:
@@ -104,11 +109,14 @@ def run_ensemble(args) -> int:
     from jaxrec import model_dir as md
     from jaxrec.data.canonical import read_dataset
     from jaxrec.indexing.binding import verify_index
-    from jaxrec.recipes import ensemble
+    from jaxrec.recipes import ensemble, seed_ensemble
 
-    if len(args.runs) < 2:
-        raise DataError("an ensemble needs at least two RUNs")
+    runs = []  # a `jaxrec reproduce --seeds` OUT stands for its members
     for d in args.runs:
+        runs += seed_ensemble.members(d) if seed_ensemble.read_marker(d) else [d]
+    if len(runs) < 2:
+        raise DataError("an ensemble needs at least two RUNs")
+    for d in runs:
         if not md.is_sid_model_dir(d):
             raise DataError(f"{d}: not a semantic-id MODEL_DIR")
     ds = read_dataset(args.dataset)
@@ -116,23 +124,17 @@ def run_ensemble(args) -> int:
     if n_val is not None and not 0 < n_val <= ds.num_users:
         raise DataError(f"--validation-users {n_val}: must be in 1..{ds.num_users}")
     users = None if n_val is None else np.arange(n_val)
-    sids = [md.load_sid_model(d) for d in args.runs]
+    sids = [md.load_sid_model(d) for d in runs]
     for sid in sids:
         verify_index(sid.index_path, ds, args.dataset)  # every member's items are these
     beams = args.num_beams or sids[0].num_beams
     batch = args.batch_size or sids[0].batch_size
     result = ensemble.evaluate(sids, ds, beams, batch, users)
-    result.update(runs=list(args.runs), steps=[s.step for s in sids],
+    result.update(runs=runs, steps=[s.step for s in sids],
                   fusion_weights=[s.fusion_weight for s in sids])  # fmt: skip
     print(f"chosen on {result['validation_users']} validation users: {result['variant']} "
           f"({result['candidates']} candidates at most per user)")  # fmt: skip
-    keys = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
-    print(f"{'test':<28s}" + "".join(f"{k:>11s}" for k in keys))
-    rows = [(f"member {i + 1} ({d})", m) for i, (d, m) in enumerate(
-        zip(args.runs, result["members_test"], strict=True))]  # fmt: skip
-    rows.append((f"ensemble ({result['variant']})", result["test"]))
-    for name, m in rows:
-        print(f"{name[:28]:<28s}" + "".join(f"{m[k]:>11.4f}" for k in keys))
+    print(ensemble.format_table(result, runs))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as f:

@@ -89,16 +89,17 @@ def run(args: argparse.Namespace) -> int:
         input_length=args.input_length, constrained=not args.unconstrained,
         max_users=args.max_users, mesh_shape=args.mesh, model_config_path=args.model_config,
     )  # fmt: skip
-    out = args.out or os.path.join(
-        args.model_dir, f"eval_{args.task}_{args.split}_step{result['step']}.jsonl"
-    )
+    at = "ensemble" if result.get("members") else f"step{result['step']}"  # --seeds OUT
+    out = args.out or os.path.join(args.model_dir, f"eval_{args.task}_{args.split}_{at}.jsonl")
     from tensorflow.io import gfile  # MODEL_DIR may be on GCS
 
     with gfile.GFile(out, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     summary = {k: v for k, v in result.items() if k != "templates"}
-    print(f"{args.task} on {args.split} ({summary['num_users']} users, step {result['step']}):")
+    at = (f"ensemble of {len(result['members'])} runs, {result['variant']}"
+          if result.get("members") else f"step {result['step']}")  # fmt: skip
+    print(f"{args.task} on {args.split} ({summary['num_users']} users, {at}):")
     for k, v in summary.items():
         if isinstance(v, float):
             print(f"  {k:>20s}  {v:.4f}")

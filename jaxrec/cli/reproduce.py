@@ -1,4 +1,5 @@
-"""`jaxrec reproduce tiger --dataset DIR [--index FILE] --out OUT [--minutes M] [--json]`.
+"""`jaxrec reproduce tiger --dataset DIR [--index FILE] --out OUT [--minutes M] [--json]`
+(`--seeds 0,1`: one run per seed, then their ensemble, `jaxrec.recipes.seed_ensemble`).
 
 A thin face over a gin recipe (default `gin/experiments/tiger_prefix_shared.gin`) that binds
 `RecipeConfig` and `TrainSettings`; `--gin_file` picks another recipe and `--gin.KEY=VALUE`
@@ -71,6 +72,7 @@ def _check_out(args) -> None:
     from jaxrec import model_dir as md
     from jaxrec.data.canonical import check_out_dir
     from jaxrec.data.dataset import DataError
+    from jaxrec.recipes import seed_ensemble
 
     if args.resume and args.overwrite:
         raise DataError("--resume and --overwrite exclude each other")
@@ -78,13 +80,21 @@ def _check_out(args) -> None:
     if out == data or data.startswith(out + os.sep):
         raise DataError(f"--out {args.out}: holds the dataset {args.dataset}; choose another "
                         "directory")  # fmt: skip
+    ours = md.read_record(out) is not None or seed_ensemble.read_marker(out) is not None
     if args.resume:
-        if os.path.isdir(out) and os.listdir(out) and md.read_record(out) is None:
+        if os.path.isdir(out) and os.listdir(out) and not ours:
             raise DataError(f"--out {args.out}: not a jaxrec reproduce run (no "
-                            f"{md.RECORD}); nothing to resume")  # fmt: skip
+                            f"{md.RECORD} or {seed_ensemble.MARKER}); nothing to "
+                            "resume")  # fmt: skip
+        seeds = getattr(args, "seeds", None)
+        if seeds and md.read_record(out) is not None:
+            raise DataError(f"--out {args.out}: holds a single run, not a --seeds ensemble")
+        if not seeds and seed_ensemble.read_marker(out) is not None:
+            raise DataError(f"--out {args.out}: holds a --seeds ensemble; resume it with "
+                            "its --seeds")  # fmt: skip
         return
     if args.overwrite and os.path.isdir(out) and os.listdir(out):
-        if md.read_record(out) is None:
+        if not ours:
             raise DataError(f"--out {args.out}: not a jaxrec run (no {md.RECORD}); refusing "
                             "to delete it with --overwrite")  # fmt: skip
         shutil.rmtree(out)
@@ -106,6 +116,15 @@ def run(args) -> int:
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise DataError(f"--{name} {value:g}: must be positive")
+    if args.seeds is not None and args.seed is not None:
+        raise DataError("--seed and --seeds exclude each other (--seeds trains one run per seed)")
+    seeds = None
+    if args.seeds is not None:
+        from jaxrec.recipes import seed_ensemble
+
+        seeds = seed_ensemble.parse_seeds(args.seeds)
+    elif args.validation_users is not None:
+        raise DataError("--validation-users chooses an ensemble's fusion: it needs --seeds")
     cfg = recipe_config(args.gin_file, args.gin)
     overrides = {k: getattr(args, k) for k in ("minutes", "steps", "epochs", "seed")
                  if getattr(args, k) is not None}  # fmt: skip
@@ -113,6 +132,8 @@ def run(args) -> int:
         overrides["train"] = dataclasses.replace(cfg.train, seed=args.seed)
     cfg = dataclasses.replace(cfg, **overrides)
     _check_out(args)
+    if seeds is not None:
+        return _run_seeds(args, cfg, seeds)
     result = run_tiger(args.dataset, args.out, cfg, index_path=args.index, resume=args.resume)
     if result.get("status") == "preempted":
         print(f"preempted at step {result['step']}: checkpoint saved in {args.out}; run the "
@@ -129,6 +150,29 @@ def run(args) -> int:
     if args.json:
         keys = ("recipe", "validation", "test", "seconds", "plan", "popularity_test")
         print(json.dumps(_finite({k: result[k] for k in keys})))
+    return 0
+
+
+def _run_seeds(args, cfg, seeds) -> int:
+    from jaxrec.recipes import ensemble, seed_ensemble
+
+    result = seed_ensemble.run(args.dataset, args.out, cfg, seeds, index_path=args.index,
+                               resume=args.resume,
+                               validation_users=args.validation_users)  # fmt: skip
+    if result.get("status") == "preempted":
+        print(f"preempted at step {result['step']} of {result['member']}: checkpoint saved; "
+              "run the same command with --resume to continue")  # fmt: skip
+        return 0
+    print(f"{cfg.name} on {args.dataset}, seeds {','.join(map(str, seeds))}: fusion chosen on "
+          f"{result['validation_users']} validation users: {result['variant']}")  # fmt: skip
+    print(ensemble.format_table(result, [f"seed {s}" for s in seeds]))
+    s = result["seconds"]
+    print(f"seconds: members {', '.join(f'{x:.0f}' for x in s['members'])}, ensemble "
+          f"{s['ensemble']:.0f}, total {s['total']:.0f}")  # fmt: skip
+    print(f"wrote {os.path.join(args.out, seed_ensemble.RESULT)}; the members: "
+          f"{os.path.join(args.out, 'seed_<s>')} (each a MODEL_DIR)")  # fmt: skip
+    if args.json:
+        print(json.dumps(_finite(result)))
     return 0
 
 
@@ -155,6 +199,11 @@ def add_parser(subparsers) -> None:
                    "budget (the same work on any machine)")  # fmt: skip
     t.add_argument("--epochs", type=float, help="a fixed number of epochs instead of a budget")
     t.add_argument("--seed", type=int, help="seed of the index, init, dropout and data order")
+    t.add_argument("--seeds", metavar="S,S,...", help="train the recipe once per seed (OUT/"
+                   "seed_<s>, each with the recipe's budget), then rank with their ensemble "
+                   "(OUT/ensemble.json; the fusion chosen on validation)")  # fmt: skip
+    t.add_argument("--validation-users", type=int, default=None, help="with --seeds: choose "
+                   "the fusion on the first N validation users (default: all)")  # fmt: skip
     t.add_argument(
         "--resume",
         action="store_true",

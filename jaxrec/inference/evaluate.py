@@ -273,8 +273,16 @@ def evaluate_model_dir(
     are under "templates".
     """
     from jaxrec import model_dir as md
+    from jaxrec.recipes import seed_ensemble
     from jaxrec.tasks import examples as ex_lib
 
+    if seed_ensemble.read_marker(model_dir) is not None:
+        if task != "retrieval" or checkpoint_step is not None:
+            raise DataError(f"{model_dir}: an ensemble of semantic-id runs evaluates retrieval "
+                            "at its members' selected steps (evaluate a member, OUT/seed_<s>, "
+                            "for another step)")  # fmt: skip
+        return seed_ensemble.evaluate_dir(model_dir, dataset_dir, split, num_beams, batch_size,
+                                          max_users)  # fmt: skip
     if md.is_sid_model_dir(model_dir):
         if task != "retrieval":
             raise DataError(f"{model_dir}: a semantic-id model evaluates retrieval only, not "

@@ -15,7 +15,9 @@ the catalogue-constrained beam search; text MODEL_DIRs (`python -m jaxrec.train`
 `python -m t5x.train`) take the registered retrieval task's prompts (splits and users only).
 Scores are the beam log-probabilities of each item's token sequence (colliding items share
 one), best first; for a hybrid model (`jaxrec.recipes.hybrid`) the beams' items re-scored by
-the dense item head, `log p_beam + w * log p_dense`.
+the dense item head, `log p_beam + w * log p_dense`. The OUT of `jaxrec reproduce --seeds`
+recommends with its members' ensemble (`jaxrec.recipes.ensemble`): their beams fused by the
+variant its validation chose, the fused scores best first.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -142,9 +145,17 @@ def recommend(
     ("users", FILE) or ("histories", FILE)."""
     from jaxrec import model_dir as md
     from jaxrec.data.canonical import read_dataset
+    from jaxrec.recipes import seed_ensemble
 
     ds = read_dataset(dataset_dir)
     kind, path = requests_from
+    if seed_ensemble.read_marker(model_dir) is not None:
+        if checkpoint_step is not None:
+            raise DataError(f"{model_dir}: an ensemble of runs; --checkpoint-step names one "
+                            "run's step (recommend from a member, OUT/seed_<s>)")  # fmt: skip
+        yield from _recommend_ensemble(model_dir, ds, dataset_dir, kind, path, top_k, split,
+                                       num_beams, batch_size)  # fmt: skip
+        return
     if md.is_sid_model_dir(model_dir):
         yield from _recommend_sid(model_dir, ds, dataset_dir, kind, path, top_k, split,
                                   checkpoint_step, num_beams, batch_size)  # fmt: skip
@@ -165,11 +176,17 @@ def recommend(
 
 
 def _inter_path(dataset_dir: str) -> str:
-    import os
-
     from jaxrec.data.canonical import find_dataset_name
 
     return os.path.join(dataset_dir, f"{find_dataset_name(dataset_dir)}.inter.json")
+
+
+def _sid_requests(ds, dataset_dir, kind, path, split, history):
+    if kind == "split":
+        return requests_for_split(ds, split, history)
+    if kind == "users":
+        return requests_for_users(ds, path, split, history, _inter_path(dataset_dir))
+    return requests_for_histories(ds, path)
 
 
 def _recommend_sid(model_dir, ds, dataset_dir, kind, path, top_k, split, step, beams, batch):
@@ -178,13 +195,7 @@ def _recommend_sid(model_dir, ds, dataset_dir, kind, path, top_k, split, step, b
 
     sid = md.load_sid_model(model_dir, step)
     verify_index(sid.index_path, ds, dataset_dir)
-    h = sid.rec.history
-    if kind == "split":
-        requests = requests_for_split(ds, split, h)
-    elif kind == "users":
-        requests = requests_for_users(ds, path, split, h, _inter_path(dataset_dir))
-    else:
-        requests = requests_for_histories(ds, path)
+    requests = _sid_requests(ds, dataset_dir, kind, path, split, sid.rec.history)
     beams = max(beams or sid.num_beams, top_k)
     histories = [r.history for r in requests]
     batch = batch or sid.batch_size
@@ -197,6 +208,31 @@ def _recommend_sid(model_dir, ds, dataset_dir, kind, path, top_k, split, step, b
         batches = sid.rec.ranked_batches(sid.params, histories, beams, batch, top_k,
                                          progress="recommend")  # fmt: skip
     yield from _stream(requests, batches, ds, top_k)
+
+
+# Requests fused at a time: the union's [n, U, U] comparisons stay small.
+_ENSEMBLE_CHUNK = 512
+
+
+def _recommend_ensemble(out_dir, ds, dataset_dir, kind, path, top_k, split, beams, batch):
+    """A `jaxrec reproduce --seeds` OUT: the members' beams fused by the variant its
+    validation chose (OUT/ensemble.json), the fused scores best first."""
+    from jaxrec.recipes import ensemble, seed_ensemble
+
+    variant = seed_ensemble.chosen_variant(out_dir)
+    sids = seed_ensemble.load_members(out_dir, ds, dataset_dir)
+    requests = _sid_requests(ds, dataset_dir, kind, path, split, ensemble.history_cap(sids))
+    beams = max(beams or sids[0].num_beams, top_k)
+    batch = batch or sids[0].batch_size
+    log.info("recommend: %d members fused by %s", len(sids), variant)
+    for start in range(0, len(requests), _ENSEMBLE_CHUNK):
+        part = requests[start : start + _ENSEMBLE_CHUNK]
+        _, fused = ensemble.score_members(sids, [r.history for r in part], beams, batch,
+                                          what=f"recommend {start}/{len(requests)}")  # fmt: skip
+        scores = fused.scores(variant)  # [n, U]
+        order = np.argsort(-scores, axis=1, kind="stable")
+        items = np.take_along_axis(fused.union, order, 1)
+        yield from output_rows(part, items, np.take_along_axis(scores, order, 1), ds, top_k)
 
 
 def _stream(requests, batches, ds, top_k):

@@ -110,16 +110,20 @@ class Fusion:
         weights = hybrid.FUSION_WEIGHTS if self.dense is not None else (0.0,)
         return [f"sum,w={w:g}" for w in weights] + [f"rrf,k={k:g}" for k in RRF_KS]
 
-    def ranking(self, variant: str) -> np.ndarray:
-        """[n, U] the ensemble's ranking under `variant` ('sum,w=0.5', 'rrf,k=60')."""
+    def scores(self, variant: str) -> np.ndarray:
+        """[n, U] the union's scores under `variant` ('sum,w=0.5', 'rrf,k=60'), -inf at
+        padding."""
         kind, _, value = variant.partition(",")
         name, _, number = value.partition("=")
         if kind == "sum" and name == "w":
-            return ranked(self.union, sum_scores(self.beams, self.dense, float(number),
-                                                 self.union))  # fmt: skip
+            return sum_scores(self.beams, self.dense, float(number), self.union)
         if kind == "rrf" and name == "k":
-            return ranked(self.union, rrf_scores(self.ranks, float(number), self.union))
+            return rrf_scores(self.ranks, float(number), self.union)
         raise ValueError(f"unknown ensemble variant {variant!r} (want 'sum,w=W' or 'rrf,k=K')")
+
+    def ranking(self, variant: str) -> np.ndarray:
+        """[n, U] the ensemble's ranking under `variant`, best first, -1 padded."""
+        return ranked(self.union, self.scores(variant))
 
 
 def fusion(members: Sequence[MemberScores], dense_at_union: Sequence[np.ndarray] | None,
@@ -139,6 +143,23 @@ def metrics_by_variant(fused: Fusion, targets: np.ndarray,
     return {v: eval_metrics.metrics_from_ranks(eval_metrics.target_ranks(fused.ranking(v),
                                                                          targets), ks)
             for v in fused.variants()}  # fmt: skip
+
+
+TABLE_METRICS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20")
+
+
+def format_table(result: dict[str, Any], names: Sequence[str]) -> str:
+    """The test table of an `evaluate` result: each member (named by `names`), then the
+    ensemble under the chosen variant."""
+    rows = [
+        (f"member {i + 1} ({n})", m)
+        for i, (n, m) in enumerate(zip(names, result["members_test"], strict=True))
+    ]
+    rows.append((f"ensemble ({result['variant']})", result["test"]))
+    lines = [f"{'test':<28s}" + "".join(f"{k:>11s}" for k in TABLE_METRICS)]
+    lines += [f"{n[:28]:<28s}" + "".join(f"{m[k]:>11.4f}" for k in TABLE_METRICS)
+              for n, m in rows]  # fmt: skip
+    return "\n".join(lines)
 
 
 def best_variant(by_variant: dict[str, dict], metric: str = "recall@10") -> str:
@@ -205,9 +226,16 @@ def score_members(
     return members, fusion(members, with_heads, union)
 
 
-def _split(sids, dataset, split, users, num_beams, batch_size):
+def history_cap(sids: Sequence[Any]) -> int:
+    """The longest history any member reads (0: the whole history); each member keeps its
+    own most recent items."""
     caps = [int(s.rec.history) for s in sids]
-    cap = 0 if 0 in caps else max(caps)
+    return 0 if 0 in caps else max(caps)
+
+
+def score_split(sids, dataset, split, users, num_beams, batch_size):
+    """(members' scores, their `Fusion`, targets [n]) of `users` on a split."""
+    cap = history_cap(sids)
     examples = [dataset.example(int(u), split, cap) for u in users]
     targets = np.array([e.target for e in examples], np.int64)
     members, fused = score_members(sids, [e.history for e in examples], num_beams, batch_size,
@@ -227,10 +255,10 @@ def evaluate(
     (all users, history included): the ensemble under that variant and each member alone."""
     everyone = np.arange(dataset.num_users)
     val_users = everyone if validation_users is None else np.asarray(validation_users)
-    _, fused, targets = _split(sids, dataset, "validation", val_users, num_beams, batch_size)
+    _, fused, targets = score_split(sids, dataset, "validation", val_users, num_beams, batch_size)
     validation = metrics_by_variant(fused, targets, ks)
     chosen = best_variant(validation)
-    members, fused, targets = _split(sids, dataset, "test", everyone, num_beams, batch_size)
+    members, fused, targets = score_split(sids, dataset, "test", everyone, num_beams, batch_size)
     test = metrics_by_variant(fused, targets, ks)
     alone = [eval_metrics.metrics_from_ranks(eval_metrics.target_ranks(m.own, targets), ks)
              for m in members]  # fmt: skip

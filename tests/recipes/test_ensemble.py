@@ -1,5 +1,6 @@
 """Ensembles of semantic-id models (`jaxrec.recipes.ensemble`, `jaxrec analyze ensemble`): the
-fusions on hand-made lists, and on two trained hybrid MODEL_DIRs read back from disk."""
+fusions on hand-made lists, and on two trained hybrid MODEL_DIRs read back from disk; and
+`jaxrec reproduce tiger --seeds`, which trains the members and ranks with them in one command."""
 
 import json
 
@@ -124,3 +125,152 @@ def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
     ):
         assert cli.main(["analyze", "ensemble", *argv, "--dataset", data]) == 2
         assert capsys.readouterr().err.strip() == f"jaxrec: error: {message}"
+
+
+# --- `jaxrec reproduce tiger --seeds`: the members trained and ensembled in one command ------
+
+
+@pytest.fixture(scope="module")
+def seeds_out(runs, tmp_path_factory):
+    data, _, _ = runs
+    out = tmp_path_factory.mktemp("seeds") / "out"
+    argv = ["reproduce", "tiger", "--dataset", data, "--out", str(out), "--steps", "30",
+            "--seeds", "0,1", "--validation-users", "100", *SMALL, *HYBRID]  # fmt: skip
+    return out, argv
+
+
+def _last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_seeds_train_each_member_as_its_own_run_and_rank_as_their_ensemble(runs, seeds_out,
+                                                                           capsys):  # fmt: skip
+    data, outs, _ = runs
+    out, argv = seeds_out
+    assert cli.main([*argv, "--json"]) == 0
+    result = _last_json(capsys)
+    assert result["runs"] == [str(out / "seed_0"), str(out / "seed_1")]
+    # Each member is the run `--seed s` makes alone ...
+    for member, alone in zip(result["runs"], outs, strict=True):
+        with open(f"{member}/result.json", encoding="utf-8") as f, \
+                open(f"{alone}/result.json", encoding="utf-8") as g:  # fmt: skip
+            assert json.load(f)["test"] == json.load(g)["test"]
+    # ... and the ensemble is `jaxrec analyze ensemble` of those runs, written to OUT.
+    expected = _ensemble(capsys, data, outs, "--validation-users", "100")
+    for key in ("variant", "test", "members_test", "test_by_variant", "validation_by_variant"):
+        assert result[key] == expected[key], key
+    with open(out / "ensemble.json", encoding="utf-8") as f:
+        assert json.load(f)["test"] == result["test"]
+    assert len(result["seconds"]["members"]) == 2
+    # The OUT stands for its members in the analyses.
+    again = _ensemble(capsys, data, [str(out)], "--validation-users", "100")
+    assert again["runs"] == result["runs"] and again["test"] == result["test"]
+    assert cli.main(["analyze", "seeds", str(out), "--json"]) == 0
+    assert [r["seed"] for r in _last_json(capsys)["runs"]] == [0, 1]
+
+
+def test_seeds_resume_trains_only_the_members_not_finished(runs, seeds_out, capsys):
+    import os
+    import shutil
+
+    out, argv = seeds_out
+    if not (out / "ensemble.json").exists():
+        assert cli.main(argv) == 0
+    with open(out / "ensemble.json", encoding="utf-8") as f:
+        before = json.load(f)
+    kept = os.path.getmtime(out / "seed_0" / "result.json")
+    shutil.rmtree(out / "seed_1")  # stopped before the second member was trained
+    (out / "ensemble.json").unlink()
+    assert cli.main([*argv, "--resume"]) == 0
+    assert os.path.getmtime(out / "seed_0" / "result.json") == kept
+    with open(out / "ensemble.json", encoding="utf-8") as f:
+        after = json.load(f)
+    for key in ("variant", "test", "members_test", "test_by_variant"):
+        assert after[key] == before[key], key
+    capsys.readouterr()
+
+
+def test_seeds_bad_input_is_one_clear_error(runs, seeds_out, tmp_path, capsys):
+    data, outs, _ = runs
+    out, argv = seeds_out
+    fresh = str(tmp_path / "new")
+    base = ["reproduce", "tiger", "--dataset", data, *SMALL, "--steps", "30"]
+    for extra, message in (
+        (["--out", fresh, "--seeds", "0,1", "--seed", "0"], "--seed and --seeds exclude each "
+         "other (--seeds trains one run per seed)"),
+        (["--out", fresh, "--seeds", "1"], "--seeds '1': an ensemble needs at least two "
+         "distinct seeds"),
+        (["--out", fresh, "--seeds", "0,x"], "--seeds '0,x': want comma-separated integers, "
+         "e.g. 0,1"),
+        (["--out", fresh, "--validation-users", "9"], "--validation-users chooses an "
+         "ensemble's fusion: it needs --seeds"),
+        (["--out", outs[0], "--seeds", "0,1", "--resume"], f"--out {outs[0]}: holds a single "
+         "run, not a --seeds ensemble"),
+    ):  # fmt: skip
+        assert cli.main([*base, *extra]) == 2
+        assert capsys.readouterr().err.strip() == f"jaxrec: error: {message}"
+    if not (out / "jaxrec_ensemble.json").exists():
+        assert cli.main(argv) == 0
+    capsys.readouterr()
+    for extra, message in (
+        (["--seeds", "0,2", "--resume"], f"{out}: --resume with other seeds than the run "
+         "there ([0, 1] -> [0, 2]); use the same command, or --overwrite to start anew"),
+        (["--resume"], f"--out {out}: holds a --seeds ensemble; resume it with its --seeds"),
+        (["--seeds", "0,1"], f"--out {out}: directory is not empty; pass --resume to "
+         "continue the run there or --overwrite to start anew"),
+    ):  # fmt: skip
+        assert cli.main([*base, "--out", str(out), *extra]) == 2
+        assert capsys.readouterr().err.strip() == f"jaxrec: error: {message}"
+
+
+def test_seeds_out_recommends_with_the_ensemble_it_measured(runs, seeds_out, tmp_path,
+                                                           monkeypatch, capsys):  # fmt: skip
+    from jaxrec.data.canonical import read_dataset
+    from jaxrec.inference import metrics as eval_metrics
+    from jaxrec.inference import recommend
+
+    data, _, _ = runs
+    out, argv = seeds_out
+    if not (out / "ensemble.json").exists():
+        assert cli.main(argv) == 0
+    with open(out / "ensemble.json", encoding="utf-8") as f:
+        measured = json.load(f)["test"]
+    monkeypatch.setattr(recommend, "_ENSEMBLE_CHUNK", 64)  # several chunks of users
+    recs = tmp_path / "recs.jsonl"
+    assert cli.main(["recommend", "--model-dir", str(out), "--dataset", data, "--split",
+                     "test", "--top-k", "20", "--out", str(recs)]) == 0  # fmt: skip
+    ds = read_dataset(data)
+    rows = [json.loads(line) for line in recs.read_text().splitlines()]
+    assert [r["user"] for r in rows] == [str(u) for u in range(ds.num_users)]
+    assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in rows)
+    got = eval_metrics.retrieval_metrics(np.array([r["items"] for r in rows]),
+                                         ds.targets("test"))  # fmt: skip
+    for key, value in got.items():
+        assert measured[key] == pytest.approx(value, abs=1e-12), key
+    assert cli.main(["recommend", "--model-dir", str(out), "--dataset", data, "--split",
+                     "test", "--checkpoint-step", "30", "--out", str(recs)]) == 2  # fmt: skip
+    assert "an ensemble of runs; --checkpoint-step names one run's step" in capsys.readouterr().err
+
+
+def test_seeds_out_evaluates_again_as_measured(runs, seeds_out, tmp_path, capsys):
+    data, _, _ = runs
+    out, argv = seeds_out
+    if not (out / "ensemble.json").exists():
+        assert cli.main(argv) == 0
+    with open(out / "ensemble.json", encoding="utf-8") as f:
+        measured = json.load(f)
+    capsys.readouterr()
+    rows = tmp_path / "rows.jsonl"
+    assert cli.main(["eval", "--model-dir", str(out), "--dataset", data, "--split", "test",
+                     "--out", str(rows), "--json"]) == 0  # fmt: skip
+    evaluated = _last_json(capsys)
+    assert evaluated["variant"] == measured["variant"]
+    assert evaluated["members"] == measured["runs"] and evaluated["num_users"] == 150
+    for key, value in measured["test"].items():
+        assert evaluated[key] == pytest.approx(value, abs=1e-12), key
+    per_user = [json.loads(line) for line in rows.read_text().splitlines()]
+    hits = np.mean([r["rank"] is not None and r["rank"] <= 10 for r in per_user])
+    assert hits == pytest.approx(measured["test"]["recall@10"], abs=1e-12)
+    assert cli.main(["eval", "--model-dir", str(out), "--dataset", data, "--task",
+                     "ranking"]) == 2  # fmt: skip
+    assert "evaluates retrieval at its members' selected steps" in capsys.readouterr().err
