@@ -44,15 +44,16 @@ def read_marker(out_dir: str) -> dict[str, Any] | None:
 
 
 def members(out_dir: str) -> list[str]:
-    """The member MODEL_DIRs of a seed-ensemble OUT, in seed order of the command."""
+    """The member MODEL_DIRs of a seed-ensemble OUT, in seed order of the command; each must
+    have finished (its selected step is the one the ensemble reads)."""
     marker = read_marker(out_dir)
     if marker is None:
         raise DataError(f"{out_dir}: not a seed ensemble (no {MARKER})")
     dirs = [member_dir(out_dir, int(s)) for s in marker.get("seeds", [])]
-    missing = [d for d in dirs if not md.is_sid_model_dir(d)]
-    if missing:
-        raise DataError(f"{out_dir}: member {missing[0]} is missing or not trained yet (resume "
-                        "the run with the same command and --resume)")  # fmt: skip
+    unfinished = [d for d in dirs if (md.read_record(d) or {}).get("status") != "done"]
+    if unfinished:
+        raise DataError(f"{out_dir}: member {unfinished[0]} is missing or has not finished "
+                        "(resume the run with the same command and --resume)")  # fmt: skip
     return dirs
 
 

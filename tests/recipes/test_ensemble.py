@@ -181,6 +181,11 @@ def test_seeds_resume_trains_only_the_members_not_finished(runs, seeds_out, caps
     kept = os.path.getmtime(out / "seed_0" / "result.json")
     shutil.rmtree(out / "seed_1")  # stopped before the second member was trained
     (out / "ensemble.json").unlink()
+    data = runs[0]
+    assert cli.main(["analyze", "ensemble", str(out), "--dataset", data]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"jaxrec: error: {out}: member {out / 'seed_1'} is missing or has not finished (resume "
+        "the run with the same command and --resume)")  # fmt: skip
     assert cli.main([*argv, "--resume"]) == 0
     assert os.path.getmtime(out / "seed_0" / "result.json") == kept
     with open(out / "ensemble.json", encoding="utf-8") as f:
