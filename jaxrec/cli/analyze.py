@@ -86,11 +86,10 @@ def add_parser(subparsers) -> None:
 def run_seeds(args) -> int:
     from jaxrec.recipes import seed_ensemble, seeds
 
-    runs = []
     for d in args.runs:
         if not os.path.isdir(d):
             raise DataError(f"{d}: no such directory")
-        runs += seed_ensemble.members(d) if seed_ensemble.read_marker(d) else [d]
+    runs = seed_ensemble.expand(args.runs)
     summary = seeds.summarize([seeds.read_run(d) for d in runs])
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     print(seeds.format_table(summary, metrics))
@@ -108,12 +107,9 @@ def run_ensemble(args) -> int:
 
     from jaxrec import model_dir as md
     from jaxrec.data.canonical import read_dataset
-    from jaxrec.indexing.binding import verify_index
     from jaxrec.recipes import ensemble, seed_ensemble
 
-    runs = []  # a `jaxrec reproduce --seeds` OUT stands for its members
-    for d in args.runs:
-        runs += seed_ensemble.members(d) if seed_ensemble.read_marker(d) else [d]
+    runs = seed_ensemble.expand(args.runs)  # a `reproduce --seeds` OUT: its members
     if len(runs) < 2:
         raise DataError("an ensemble needs at least two RUNs")
     for d in runs:
@@ -124,9 +120,7 @@ def run_ensemble(args) -> int:
     if n_val is not None and not 0 < n_val <= ds.num_users:
         raise DataError(f"--validation-users {n_val}: must be in 1..{ds.num_users}")
     users = None if n_val is None else np.arange(n_val)
-    sids = [md.load_sid_model(d) for d in runs]
-    for sid in sids:
-        verify_index(sid.index_path, ds, args.dataset)  # every member's items are these
+    sids = seed_ensemble.load_models(runs, ds, args.dataset)
     beams = args.num_beams or sids[0].num_beams
     batch = args.batch_size or sids[0].batch_size
     result = ensemble.evaluate(sids, ds, beams, batch, users)

@@ -194,11 +194,7 @@ def evaluate(
         ranks = eval_metrics.target_ranks(items, targets)
         metrics = eval_metrics.metrics_from_ranks(ranks, ks)
         metrics["invalid_rate"] = invalid_rate
-        rows = [
-            {"user": u, "target": int(t), "items": [int(i) for i in it if i >= 0],
-             "rank": int(r) or None}
-            for u, t, it, r in zip(users, targets, items, ranks, strict=True)
-        ]  # fmt: skip
+        rows = eval_metrics.retrieval_rows(users, targets, items, ranks)
     elif task == "ranking":
         # Tiny catalogues can give fewer than 100 candidates: pad with -1, scored -inf.
         width = max(len(e.candidates) for e in examples)

@@ -70,6 +70,15 @@ def retrieval_metrics(
     return metrics_from_ranks(target_ranks(ranked, targets), ks)
 
 
+def retrieval_rows(users, targets: np.ndarray, ranked: np.ndarray, ranks: np.ndarray,
+                   width: int | None = None) -> list[dict]:  # fmt: skip
+    """Per-user rows of a retrieval evaluation (what `jaxrec eval --out` writes): user, target,
+    the ranked items (the first `width`, padding dropped) and the target's rank (None: missed)."""
+    return [{"user": int(u), "target": int(t), "items": [int(i) for i in it[:width] if i >= 0],
+             "rank": int(r) or None}
+            for u, t, it, r in zip(users, targets, ranked, ranks, strict=True)]  # fmt: skip
+
+
 def invalid_rate(invalid: np.ndarray, returned: np.ndarray | None = None) -> float:
     """Fraction of returned sequences that are not catalogue items.
 

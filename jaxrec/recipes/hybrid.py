@@ -220,9 +220,4 @@ def evaluate(
         return metrics
     ranked, _ = scored.reranked(chosen)
     ranks = scored.ranks(chosen)
-    rows = [
-        {"user": int(u), "target": int(t), "items": [int(i) for i in it[: max(ks)] if i >= 0],
-         "rank": int(r) or None}
-        for u, t, it, r in zip(users, targets, ranked, ranks, strict=True)
-    ]  # fmt: skip
-    return metrics, rows
+    return metrics, eval_metrics.retrieval_rows(users, targets, ranked, ranks, max(ks))

@@ -72,12 +72,22 @@ def chosen_variant(out_dir: str) -> str:
 
 def load_members(out_dir: str, dataset: Any, dataset_dir: str) -> list[Any]:
     """The members' `SidModel`s at their selected steps, each checked against the dataset."""
+    return load_models(members(out_dir), dataset, dataset_dir)
+
+
+def load_models(dirs: Sequence[str], dataset: Any, dataset_dir: str) -> list[Any]:
+    """The semantic-id MODEL_DIRs' `SidModel`s, each checked against the dataset."""
     from jaxrec.indexing.binding import verify_index
 
-    sids = [md.load_sid_model(d) for d in members(out_dir)]
+    sids = [md.load_sid_model(d) for d in dirs]
     for sid in sids:
         verify_index(sid.index_path, dataset, dataset_dir)  # every member's items are these
     return sids
+
+
+def expand(dirs: Sequence[str]) -> list[str]:
+    """RUN directories with each seed-ensemble OUT replaced by its members."""
+    return [m for d in dirs for m in (members(d) if read_marker(d) is not None else [d])]
 
 
 def evaluate_dir(
@@ -97,7 +107,8 @@ def evaluate_dir(
 
     variant = chosen_variant(out_dir)
     dataset = read_dataset(dataset_dir)
-    sids = load_members(out_dir, dataset, dataset_dir)
+    dirs = members(out_dir)
+    sids = load_models(dirs, dataset, dataset_dir)
     users = np.arange(dataset.num_users)[:max_users]
     _, fused, targets = ensemble.score_split(sids, dataset, split, users,
                                              num_beams or sids[0].num_beams,
@@ -105,12 +116,9 @@ def evaluate_dir(
     top = fused.ranking(variant)
     ranks = eval_metrics.target_ranks(top, targets)
     metrics = eval_metrics.metrics_from_ranks(ranks, eval_metrics.DEFAULT_KS)
-    width = max(eval_metrics.DEFAULT_KS)
-    rows = [{"user": int(u), "target": int(t), "items": [int(i) for i in it[:width] if i >= 0],
-             "rank": int(r) or None}
-            for u, t, it, r in zip(users, targets, top, ranks, strict=True)]  # fmt: skip
+    rows = eval_metrics.retrieval_rows(users, targets, top, ranks, max(eval_metrics.DEFAULT_KS))
     metrics.update(num_users=len(users), task="retrieval", split=split, step=None,
-                   item_repr="sid", variant=variant, members=members(out_dir),
+                   item_repr="sid", variant=variant, members=dirs,
                    steps=[s.step for s in sids])  # fmt: skip
     return metrics, rows
 

@@ -335,9 +335,4 @@ class SidRetrieval:
         metrics["num_users"] = len(users)
         if not with_rows:
             return metrics
-        rows = [
-            {"user": int(u), "target": int(t), "items": [int(i) for i in it if i >= 0],
-             "rank": int(r) or None}
-            for u, t, it, r in zip(users, targets, ranked, ranks, strict=True)
-        ]  # fmt: skip
-        return metrics, rows
+        return metrics, eval_metrics.retrieval_rows(users, targets, ranked, ranks)
