@@ -51,6 +51,8 @@ class SASRecConfig:
     eval_batch: int = 1024
     seed: int = 0
     max_seconds: float | None = None  # wall-clock training budget (stops after an epoch)
+    warmup_steps: int = 0  # linear learning-rate warm-up, then constant
+    clip_norm: float | None = None  # global gradient-norm clipping
 
 
 class _Block(nn.Module):
@@ -109,25 +111,31 @@ class SASRec(nn.Module):
         """[..., num_items] scores of every item (tied output embedding; padding row dropped)."""
         return hidden @ self.item_embed.embedding[1:].T
 
+    def target_loss(self, hidden, targets):
+        """[...] cross-entropy of the target tokens (item id + 1; 0 gives a finite dummy)."""
+        logits = self.item_logits(hidden)  # [..., num_items]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))
 
-def loss_sum(model: SASRec, params, rows: dict, rng=None) -> tuple[jax.Array, jax.Array]:
-    """(sum of cross-entropy over valid targets, number of valid targets) for a batch of rows.
 
-    Dropout is on when `rng` is given.
+def loss_sum(model: nn.Module, params, rows: dict, rng=None) -> tuple[jax.Array, jax.Array]:
+    """(sum of the model's `target_loss` over valid targets, number of valid targets) for a
+    batch of rows. Dropout is on when `rng` is given.
+
+    `model` is a `SASRec` or any module with its interface (`__call__` to hidden states,
+    `target_loss`, `item_logits`), e.g. `jaxrec.baselines.rpg.RPG`.
     """
     deterministic = rng is None
     rngs = None if deterministic else {"dropout": rng}
 
-    def fwd(m, inputs, segments, positions):
+    def fwd(m, inputs, segments, positions, targets):
         hidden = m(inputs, segments, positions, deterministic=deterministic)
-        return m.item_logits(hidden)  # [batch, len, num_items]
+        return m.target_loss(hidden, targets)  # [batch, len]
 
-    logits = nn.apply(fwd, model)(
-        {"params": params}, rows["inputs"], rows["segments"], rows["positions"], rngs=rngs
-    )
-    targets = rows["targets"]
-    weight = (targets > 0).astype(jnp.float32)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))
+    ce = nn.apply(fwd, model)(
+        {"params": params}, rows["inputs"], rows["segments"], rows["positions"], rows["targets"],
+        rngs=rngs,
+    )  # fmt: skip
+    weight = (rows["targets"] > 0).astype(jnp.float32)
     return (ce * weight).sum(), weight.sum()
 
 
@@ -196,7 +204,7 @@ def make_scores_fn(model: SASRec) -> Callable:
         pos = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
         hidden = model.apply({"params": p}, tokens, (tokens > 0).astype(jnp.int32), pos)
         h_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]  # [batch, d]
-        return model.apply({"params": p}, h_last, method=SASRec.item_logits)
+        return model.apply({"params": p}, h_last, method=lambda m, h: m.item_logits(h))
 
     return jax.jit(scores)
 
@@ -286,12 +294,26 @@ class TrainResult:
     history: list[dict]
 
 
-def train(ds: Dataset, cfg: SASRecConfig, packed: bool = True) -> tuple[SASRec, TrainResult]:
+def optimizer_for(cfg: SASRecConfig) -> optax.GradientTransformation:
+    """Adam at `learning_rate`, after `warmup_steps` of linear warm-up, with optional clipping."""
+    rate = cfg.learning_rate
+    if cfg.warmup_steps:
+        rate = optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+    adam = optax.adam(rate)
+    if cfg.clip_norm:
+        return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adam)
+    return adam
+
+
+def train(
+    ds: Dataset, cfg: SASRecConfig, packed: bool = True, model: nn.Module | None = None
+) -> tuple[nn.Module, TrainResult]:
     """Train with Adam, evaluating validation NDCG@10 every `eval_every` epochs; returns the
     parameters of the best validation epoch (early stopping after `patience` evaluations
-    without improvement)."""
+    without improvement). `model` defaults to `SASRec(cfg)`; another model of its interface
+    (see `loss_sum`) trains the same way."""
     t0 = time.perf_counter()
-    model = SASRec(cfg)
+    model = SASRec(cfg) if model is None else model
     windows = packing.training_windows(ds, cfg.max_len)
     if packed:
         rows = packing.pack_rows(windows, cfg.row_len)
@@ -299,12 +321,12 @@ def train(ds: Dataset, cfg: SASRecConfig, packed: bool = True) -> tuple[SASRec, 
         rows = packing.pad_rows(windows, cfg.max_len)
     fill = rows.num_tokens / rows.inputs.size
     log.info(
-        "SASRec: %d users, %d items, %d windows, %d targets in %d rows of %d (%.0f%% filled)",
-        ds.num_users, ds.num_items, len(windows), rows.num_tokens, len(rows.inputs),
-        rows.inputs.shape[1], 100 * fill,
+        "%s: %d users, %d items, %d windows, %d targets in %d rows of %d (%.0f%% filled)",
+        type(model).__name__, ds.num_users, ds.num_items, len(windows), rows.num_tokens,
+        len(rows.inputs), rows.inputs.shape[1], 100 * fill,
     )  # fmt: skip
     params = init_params(model, cfg.seed)
-    optimizer = optax.adam(cfg.learning_rate)
+    optimizer = optimizer_for(cfg)
     opt_state = optimizer.init(params)
     step = make_train_step(model, optimizer)
     scores_fn = make_scores_fn(model)
@@ -324,6 +346,11 @@ def train(ds: Dataset, cfg: SASRecConfig, packed: bool = True) -> tuple[SASRec, 
             count += float(c)
         epoch_seconds.append(time.perf_counter() - te)
         record = {"epoch": epoch, "train_loss": total / max(count, 1.0)}
+        if not np.isfinite(record["train_loss"]):
+            raise FloatingPointError(
+                f"{type(model).__name__}: training loss {record['train_loss']} in epoch {epoch}: "
+                f"the model diverged; lower the learning rate ({cfg.learning_rate:g})"
+            )
         last_epoch = epoch == cfg.epochs or (
             cfg.max_seconds and time.perf_counter() - t0 > cfg.max_seconds
         )

@@ -1,9 +1,11 @@
-"""`jaxrec baseline {pop,sasrec} DATASET_DIR`: conventional baselines on a prepared dataset.
+"""`jaxrec baseline {pop,sasrec,rpg} DATASET_DIR`: reference models on a prepared dataset.
 
-Both use the dataset's leave-one-out split and full ranking over all items; the printed metric
-keys are those of `jaxrec eval` (`recall@K`, `ndcg@K` for K in 1, 5, 10, 20, `num_users`) plus
-`seconds`. By default the target is ranked among all items; `--exclude-history` removes the
-user's earlier items from the ranking (RecBole's convention). The JSON says which was used.
+Popularity and SASRec-CE are the conventional baselines; RPG (`jaxrec.baselines.rpg`) is the
+published generative model with long semantic ids scored in parallel. All use the dataset's
+leave-one-out split and full ranking over all items; the printed metric keys are those of
+`jaxrec eval` (`recall@K`, `ndcg@K` for K in 1, 5, 10, 20, `num_users`) plus `seconds`. By
+default the target is ranked among all items; `--exclude-history` removes the user's earlier
+items from the ranking (RecBole's convention). The JSON says which was used.
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ from jaxrec.data.dataset import DataError
 log = logging.getLogger(__name__)
 
 
+# Per-model defaults of the shared training flags (RPG's are its published Beauty setting).
+_DEFAULTS = {
+    "sasrec": dict(learning_rate=2e-3, d_model=64, num_heads=1),
+    "rpg": dict(learning_rate=1e-2, d_model=448, num_heads=4),
+}
+
+
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("baseline", help="popularity and SASRec baselines")
+    parser = subparsers.add_parser("baseline", help="popularity, SASRec and RPG baselines")
     sub = parser.add_subparsers(dest="baseline", metavar="MODEL", required=True)
     for name, help_text in (
         ("pop", "most popular training items"),
         ("sasrec", "SASRec, cross-entropy over all items"),
+        ("rpg", "RPG: long OPQ semantic ids predicted in parallel, every item scored"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("dataset_dir", metavar="DATASET_DIR", help="a prepared jaxrec dataset")
@@ -36,24 +46,85 @@ def add_parser(subparsers) -> None:
             help="exclude the user's history items from the ranking (default: rank all items)",
         )
         p.add_argument("--json", action="store_true", help="print one JSON object last")
-        if name == "sasrec":
-            p.add_argument("--epochs", type=int, default=200, help="maximum epochs")
-            p.add_argument("--patience", type=int, default=5, help="evaluations without gain")
-            p.add_argument("--seed", type=int, default=0)
-            p.add_argument("--learning-rate", type=float, default=2e-3)
-            p.add_argument("--batch-rows", type=int, default=32, help="packed rows per step")
-            p.add_argument("--d-model", type=int, default=64)
-            p.add_argument("--num-heads", type=int, default=1)
-            p.add_argument("--dropout", type=float, default=0.5)
-            p.add_argument("--eval-every", type=int, default=1)
-            p.add_argument("--max-minutes", type=float, default=None, help="training budget")
+        if name == "pop":
+            p.set_defaults(func=run)
+            continue
+        d = _DEFAULTS[name]
+        p.add_argument("--epochs", type=int, default=200, help="maximum epochs")
+        p.add_argument("--patience", type=int, default=5, help="evaluations without gain")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--learning-rate", type=float, default=d["learning_rate"])
+        p.add_argument("--batch-rows", type=int, default=32, help="packed rows per step")
+        p.add_argument("--d-model", type=int, default=d["d_model"])
+        p.add_argument("--num-heads", type=int, default=d["num_heads"])
+        p.add_argument("--dropout", type=float, default=0.5,
+                       help="dropout on the inputs and attention")  # fmt: skip
+        p.add_argument("--eval-every", type=int, default=1)
+        p.add_argument("--max-minutes", type=float, default=None, help="training budget")
+        p.add_argument(
+            "--recommendations", default=None, metavar="FILE",
+            help="also write every user's top-K items of --split as JSON lines (the format "
+            "of jaxrec recommend), e.g. for jaxrec analyze prefix-errors --reference",
+        )  # fmt: skip
+        p.add_argument("--top-k", type=int, default=10, help="items per user in FILE")
+        if name == "rpg":
             p.add_argument(
-                "--recommendations", default=None, metavar="FILE",
-                help="also write every user's top-K items of --split as JSON lines (the format "
-                "of jaxrec recommend), e.g. for jaxrec analyze prefix-errors --reference",
+                "--embeddings", default="auto",
+                help="item embeddings the long ids quantize (the specs of jaxrec index)",
             )  # fmt: skip
-            p.add_argument("--top-k", type=int, default=10, help="items per user in FILE")
+            p.add_argument("--num-codebooks", type=int, default=32, help="codes per item id")
+            p.add_argument("--codebook-size", type=int, default=256)
+            p.add_argument(
+                "--pca-dim", type=int, default=128,
+                help="whitened PCA width before OPQ (a multiple of --num-codebooks)",
+            )  # fmt: skip
+            p.add_argument("--temperature", type=float, default=0.03)
+            p.add_argument("--warmup-steps", type=int, default=200)
         p.set_defaults(func=run)
+
+
+def _train(args, ds, result: dict):
+    """(model, TrainResult) of the `sasrec` or `rpg` baseline as `args` ask."""
+    from jaxrec.baselines import sasrec
+
+    common = dict(
+        num_items=ds.num_items,
+        d_model=args.d_model,
+        num_heads=args.num_heads,
+        attention_dropout=args.dropout,
+        learning_rate=args.learning_rate,
+        batch_rows=args.batch_rows,
+        epochs=args.epochs,
+        patience=args.patience,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        max_seconds=args.max_minutes * 60 if args.max_minutes else None,
+    )
+    if args.baseline == "sasrec":
+        return sasrec.train(ds, sasrec.SASRecConfig(dropout=args.dropout, **common))
+    from jaxrec.baselines import rpg
+    from jaxrec.indexing import embed, opq
+
+    cfg = rpg.RPGConfig(
+        embed_dropout=args.dropout,
+        warmup_steps=args.warmup_steps,
+        num_codebooks=args.num_codebooks,
+        codebook_size=args.codebook_size,
+        temperature=args.temperature,
+        **common,
+    )
+    opq.check_widths(cfg.num_codebooks, cfg.codebook_size, args.pca_dim)
+    t0 = time.perf_counter()
+    emb = embed.item_embeddings(ds, args.embeddings, args.seed, source=args.dataset_dir)
+    ids = opq.long_ids(emb, cfg.num_codebooks, cfg.codebook_size, args.pca_dim, args.seed,
+                       source=f"{args.dataset_dir} --embeddings {args.embeddings}")  # fmt: skip
+    result["long_ids"] = {
+        "embeddings": args.embeddings, "num_codebooks": cfg.num_codebooks,
+        "codebook_size": cfg.codebook_size, "pca_dim": args.pca_dim,
+        "distortion": ids.distortion[-1], "shared_items": ids.shared,
+        "seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+    return rpg.train(ds, cfg, ids.codes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,23 +138,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from jaxrec.baselines import sasrec
 
-        cfg = sasrec.SASRecConfig(
-            num_items=ds.num_items,
-            d_model=args.d_model,
-            num_heads=args.num_heads,
-            dropout=args.dropout,
-            attention_dropout=args.dropout,
-            learning_rate=args.learning_rate,
-            batch_rows=args.batch_rows,
-            epochs=args.epochs,
-            patience=args.patience,
-            eval_every=args.eval_every,
-            seed=args.seed,
-            max_seconds=args.max_minutes * 60 if args.max_minutes else None,
-        )
         if args.recommendations and args.top_k < 1:
             raise DataError(f"--top-k {args.top_k}: must be at least 1")
-        model, res = sasrec.train(ds, cfg)
+        model, res = _train(args, ds, result)
         metrics = sasrec.evaluate(model, res.params, ds, args.split, args.exclude_history)
         result.update(best_epoch=res.best_epoch, epochs_run=res.epochs_run)
         if args.recommendations:

@@ -1,4 +1,5 @@
-"""Seeded, jitted Lloyd k-means used to initialise RQ-VAE codebooks (LC-Rec's k-means init)."""
+"""Seeded, jitted Lloyd k-means: RQ-VAE codebook initialisation (LC-Rec's k-means init) and the
+sub-space codebooks of product quantization (`opq`)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,13 @@ def squared_distances(x: jax.Array, centroids: jax.Array) -> jax.Array:
     return jnp.maximum(x2 - 2.0 * x @ centroids.T + c2[None, :], 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "iterations"))
-def kmeans(x: jax.Array, key: jax.Array, k: int, iterations: int = 50) -> jax.Array:
-    """Cluster x [n, d] into k centroids [k, d].
+@functools.partial(jax.jit, static_argnames=("iterations",))
+def lloyd(x: jax.Array, centroids: jax.Array, iterations: int) -> jax.Array:
+    """`iterations` Lloyd steps on x [n, d] from `centroids` [k, d]; returns [k, d].
 
-    Initial centroids are k rows drawn without replacement (with replacement when n < k). An
-    empty cluster keeps its previous centroid, so duplicated inputs cannot produce NaNs.
+    An empty cluster keeps its previous centroid, so duplicated inputs cannot produce NaNs.
     """
-    n = x.shape[0]
-    idx = jax.random.choice(key, n, (k,), replace=n < k)
-    centroids = x[idx]
+    k = centroids.shape[0]
 
     def step(_, c):  # c: [k, d]
         assign = jnp.argmin(squared_distances(x, c), axis=1)  # [n]
@@ -34,3 +32,12 @@ def kmeans(x: jax.Array, key: jax.Array, k: int, iterations: int = 50) -> jax.Ar
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], c)
 
     return jax.lax.fori_loop(0, iterations, step, centroids)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "iterations"))
+def kmeans(x: jax.Array, key: jax.Array, k: int, iterations: int = 50) -> jax.Array:
+    """Cluster x [n, d] into k centroids [k, d] (`lloyd` from k rows drawn without
+    replacement, with replacement when n < k)."""
+    n = x.shape[0]
+    idx = jax.random.choice(key, n, (k,), replace=n < k)
+    return lloyd(x, x[idx], iterations)
