@@ -50,6 +50,7 @@ class RPGConfig(sasrec.SASRecConfig):
     attention_dropout: float = 0.5
     learning_rate: float = 1e-2
     warmup_steps: int = 200
+    schedule: str = "cosine"
     clip_norm: float | None = 1.0
     embed_dropout: float = 0.5
     num_codebooks: int = 32

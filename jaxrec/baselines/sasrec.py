@@ -51,7 +51,8 @@ class SASRecConfig:
     eval_batch: int = 1024
     seed: int = 0
     max_seconds: float | None = None  # wall-clock training budget (stops after an epoch)
-    warmup_steps: int = 0  # linear learning-rate warm-up, then constant
+    warmup_steps: int = 0  # linear learning-rate warm-up, then `schedule`
+    schedule: str = "constant"  # or "cosine": to 0 at the end of `epochs`
     clip_norm: float | None = None  # global gradient-norm clipping
 
 
@@ -294,11 +295,19 @@ class TrainResult:
     history: list[dict]
 
 
-def optimizer_for(cfg: SASRecConfig) -> optax.GradientTransformation:
-    """Adam at `learning_rate`, after `warmup_steps` of linear warm-up, with optional clipping."""
+def optimizer_for(cfg: SASRecConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam after `warmup_steps` of linear warm-up to `learning_rate`, then constant or a
+    cosine decay to 0 at the end of `epochs`; gradients clipped to `clip_norm` if set."""
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule {cfg.schedule!r}: expected 'constant' or 'cosine'")
     rate = cfg.learning_rate
-    if cfg.warmup_steps:
-        rate = optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+    if cfg.schedule == "cosine":
+        total = max(cfg.epochs * steps_per_epoch, cfg.warmup_steps + 1)
+        rate = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps, total)
+    elif cfg.warmup_steps:
+        rate = optax.join_schedules(
+            [optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
+             optax.constant_schedule(cfg.learning_rate)], [cfg.warmup_steps])  # fmt: skip
     adam = optax.adam(rate)
     if cfg.clip_norm:
         return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adam)
@@ -326,7 +335,7 @@ def train(
         len(rows.inputs), rows.inputs.shape[1], 100 * fill,
     )  # fmt: skip
     params = init_params(model, cfg.seed)
-    optimizer = optimizer_for(cfg)
+    optimizer = optimizer_for(cfg, -(-len(rows.inputs) // cfg.batch_rows))
     opt_state = optimizer.init(params)
     step = make_train_step(model, optimizer)
     scores_fn = make_scores_fn(model)

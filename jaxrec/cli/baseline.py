@@ -60,6 +60,11 @@ def add_parser(subparsers) -> None:
         p.add_argument("--dropout", type=float, default=0.5,
                        help="dropout on the inputs and attention")  # fmt: skip
         p.add_argument("--eval-every", type=int, default=1)
+        p.add_argument(
+            "--schedule", choices=("constant", "cosine"),
+            default="cosine" if name == "rpg" else "constant",
+            help="learning rate after warm-up: constant, or cosine to 0 at --epochs",
+        )  # fmt: skip
         p.add_argument("--max-minutes", type=float, default=None, help="training budget")
         p.add_argument(
             "--recommendations", default=None, metavar="FILE",
@@ -97,6 +102,7 @@ def _train(args, ds, result: dict):
         epochs=args.epochs,
         patience=args.patience,
         eval_every=args.eval_every,
+        schedule=args.schedule,
         seed=args.seed,
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
     )

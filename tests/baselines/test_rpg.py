@@ -160,3 +160,24 @@ def test_parser_defaults_are_rpgs_published_setting():
     assert (args.num_codebooks, args.codebook_size, args.temperature) == (32, 256, 0.03)
     sas = parser.parse_args(["baseline", "sasrec", "data"])
     assert (sas.learning_rate, sas.d_model, sas.num_heads) == (2e-3, 64, 1)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_learning_rate_warms_up_then_holds_or_decays_to_zero(schedule):
+    import jax.numpy as jnp
+
+    cfg = sasrec.SASRecConfig(num_items=5, epochs=3, learning_rate=1.0, warmup_steps=10,
+                              schedule=schedule)  # fmt: skip
+    opt = sasrec.optimizer_for(cfg, steps_per_epoch=10)  # 30 steps in all
+    params = jnp.zeros(())
+    state = opt.init(params)
+    sizes = []
+    for _ in range(30):  # a constant gradient: Adam's step is the learning rate
+        update, state = opt.update(jnp.ones(()), state, params)
+        sizes.append(-float(update))
+    np.testing.assert_allclose(sizes[:11], np.linspace(0.0, 1.0, 11), atol=1e-3)
+    if schedule == "constant":
+        np.testing.assert_allclose(sizes[10:], 1.0, atol=1e-3)
+    else:
+        assert all(a > b for a, b in zip(sizes[10:], sizes[11:], strict=False))
+        assert sizes[-1] < 0.01
