@@ -52,8 +52,9 @@ def target_ranks(
       [batch] int64 ranks in 1..num_items.
     """
     scores = np.asarray(scores)
-    if np.isnan(scores).any():  # NaN compares false everywhere: every target would rank first
-        raise FloatingPointError(f"NaN scores for {int(np.isnan(scores).any(1).sum())} user(s)")
+    nan_users = np.isnan(scores).any(axis=1)  # NaN compares false: its target would rank first
+    if nan_users.any():
+        raise FloatingPointError(f"NaN scores for {int(nan_users.sum())} user(s)")
     targets = np.asarray(targets, dtype=np.int64)
     batch, num_items = scores.shape
     target_scores = scores[np.arange(batch), targets][:, None]  # [batch, 1]

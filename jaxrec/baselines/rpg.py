@@ -92,12 +92,9 @@ class RPG(nn.Module):
         valid = segments > 0
         x = self.embed_tokens(inputs) + self.pos_embed(positions)
         x = self.drop(x, deterministic=deterministic) * valid[..., None]
-        length = inputs.shape[1]
-        causal = jnp.arange(length)[:, None] >= jnp.arange(length)[None, :]  # [len, len]
-        same = segments[:, :, None] == segments[:, None, :]  # [batch, len, len]
-        mask = (causal[None] & same & valid[:, None, :]) | jnp.eye(length, dtype=bool)[None]
+        mask = sasrec.segment_causal_mask(segments)
         for block in self.blocks:
-            x = block(x, mask[:, None], deterministic) * valid[..., None]
+            x = block(x, mask, deterministic) * valid[..., None]
         return self.final_norm(x)
 
     def code_logits(self, hidden):
@@ -152,7 +149,3 @@ def train(ds: Dataset, cfg: RPGConfig, codes: np.ndarray, packed: bool = True):
         cfg.num_codebooks, cfg.codebook_size, cfg.d_model, cfg.num_blocks, cfg.temperature,
     )  # fmt: skip
     return sasrec.train(ds, cfg, packed, model=model)
-
-
-def num_params(params) -> int:
-    return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

@@ -78,6 +78,18 @@ class _Block(nn.Module):
         return x + nn.Dropout(cfg.dropout)(h, deterministic=deterministic)
 
 
+def segment_causal_mask(segments):
+    """[batch, 1 (heads), len, len] attention mask of packed rows (segments [batch, len], 0 =
+    padding): a position sees itself and earlier positions of its own segment. Padding
+    queries attend to themselves only, which keeps their softmax finite."""
+    length = segments.shape[1]
+    valid = segments > 0
+    causal = jnp.arange(length)[:, None] >= jnp.arange(length)[None, :]  # [len, len]
+    same = segments[:, :, None] == segments[:, None, :]  # [batch, len, len]
+    mask = (causal[None] & same & valid[:, None, :]) | jnp.eye(length, dtype=bool)[None]
+    return mask[:, None]
+
+
 class SASRec(nn.Module):
     """Hidden states [batch, len, d] for token inputs (item id + 1; 0 = padding)."""
 
@@ -98,12 +110,7 @@ class SASRec(nn.Module):
         x = self.item_embed(inputs) * jnp.sqrt(float(self.cfg.d_model))
         x = x + self.pos_embed(positions)
         x = self.drop(x, deterministic=deterministic) * valid[..., None]
-        length = inputs.shape[1]
-        causal = jnp.arange(length)[:, None] >= jnp.arange(length)[None, :]  # [len, len]
-        same = segments[:, :, None] == segments[:, None, :]  # [batch, len, len]
-        # Padding queries attend to themselves only, which keeps their softmax finite.
-        mask = (causal[None] & same & valid[:, None, :]) | jnp.eye(length, dtype=bool)[None]
-        mask = mask[:, None]  # [batch, 1 (heads), len, len]
+        mask = segment_causal_mask(segments)
         for block in self.blocks:
             x = block(x, mask, deterministic) * valid[..., None]
         return self.final_norm(x)
@@ -304,10 +311,8 @@ def optimizer_for(cfg: SASRecConfig, steps_per_epoch: int) -> optax.GradientTran
     if cfg.schedule == "cosine":
         total = max(cfg.epochs * steps_per_epoch, cfg.warmup_steps + 1)
         rate = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, cfg.warmup_steps, total)
-    elif cfg.warmup_steps:
-        rate = optax.join_schedules(
-            [optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps),
-             optax.constant_schedule(cfg.learning_rate)], [cfg.warmup_steps])  # fmt: skip
+    elif cfg.warmup_steps:  # holds learning_rate once warmed up
+        rate = optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
     adam = optax.adam(rate)
     if cfg.clip_norm:
         return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adam)
