@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         message = (str(e).splitlines() or [type(e).__name__])[0]
         print(f"jaxrec: error: {message}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:  # a baseline that diverged (NaN loss or scores)
+    except FloatingPointError as e:  # a model that diverged (NaN/Inf loss or scores)
         if args.debug:
             raise
         print(f"jaxrec: error: {(str(e).splitlines() or ['diverged'])[0]}", file=sys.stderr)

@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced NaN/Inf; the last good checkpoint is kept."""
+class NonFiniteLossError(FloatingPointError):
+    """Training produced NaN/Inf; the last good checkpoint is kept (a FloatingPointError, so
+    every `jaxrec` command reports it as one line, as it does a diverged baseline)."""
 
 
 class Hook:

@@ -79,3 +79,20 @@ def test_reproduce_refuses_a_budget_that_cannot_hold_the_run(small_dataset, tmp_
     # Refused as soon as the index has used the budget up, before anything is compiled (the
     # refusal after timing the first steps is tested in tests/training/test_budget.py).
     assert "too short" in err and "the index took" in err
+
+
+def test_reproduce_reports_a_diverged_run_in_one_line(small_dataset, tmp_path, capsys):
+    # A learning rate no model survives: the loss turns non-finite within a few steps and the
+    # command ends with one error line (exit 1) naming the step, not a traceback.
+    _, data_dir = small_dataset
+    code = cli.main(["reproduce", "tiger", "--dataset", data_dir, "--out", str(tmp_path / "run"),
+                     "--steps", "6", "--gin.RecipeConfig.index_embeddings=text-tfidf",
+                     "--gin.RecipeConfig.index_levels=2", "--gin.RecipeConfig.index_codes=16",
+                     "--gin.RecipeConfig.index_epochs=2", "--gin.RecipeConfig.model=tiny",
+                     "--gin.RecipeConfig.model_overrides={}",
+                     "--gin.RecipeConfig.validation_users=50", "--gin.TrainSettings.batch_size=8",
+                     "--gin.TrainSettings.learning_rate=1e30"])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("jaxrec: error: non-finite ") and " at step " in err[-1]
+    assert "Traceback" not in "\n".join(err)
