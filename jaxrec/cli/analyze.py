@@ -70,7 +70,12 @@ def add_parser(subparsers) -> None:
     e.add_argument("runs", nargs="+", metavar="RUN", help="semantic-id MODEL_DIRs, or a "
                    "`jaxrec reproduce --seeds` OUT (its members)")  # fmt: skip
     e.add_argument("--dataset", required=True, help="prepared dataset directory")
-    e.add_argument("--num-beams", type=int, default=None, help="default: the first run's")
+    e.add_argument(
+        "--num-beams",
+        type=int,
+        default=None,
+        help="beams of every member (default: each its own test beams)",
+    )
     e.add_argument("--batch-size", type=int, default=None)
     e.add_argument(
         "--validation-users",
@@ -121,9 +126,8 @@ def run_ensemble(args) -> int:
         raise DataError(f"--validation-users {n_val}: must be in 1..{ds.num_users}")
     users = None if n_val is None else np.arange(n_val)
     sids = seed_ensemble.load_models(runs, ds, args.dataset)
-    beams = args.num_beams or sids[0].num_beams
     batch = args.batch_size or sids[0].batch_size
-    result = ensemble.evaluate(sids, ds, beams, batch, users)
+    result = ensemble.evaluate(sids, ds, args.num_beams, batch, users)  # None: each its own
     result.update(runs=runs, steps=[s.step for s in sids],
                   fusion_weights=[s.fusion_weight for s in sids])  # fmt: skip
     print(f"chosen on {result['validation_users']} validation users: {result['variant']} "

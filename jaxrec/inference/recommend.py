@@ -222,7 +222,7 @@ def _recommend_ensemble(out_dir, ds, dataset_dir, kind, path, top_k, split, beam
     variant = seed_ensemble.chosen_variant(out_dir)
     sids = seed_ensemble.load_members(out_dir, ds, dataset_dir)
     requests = _sid_requests(ds, dataset_dir, kind, path, split, ensemble.history_cap(sids))
-    beams = max(beams or sids[0].num_beams, top_k)
+    beams = ensemble.member_beams(sids, beams, at_least=top_k)
     batch = batch or sids[0].batch_size
     log.info("recommend: %d members fused by %s", len(sids), variant)
     for start in range(0, len(requests), _ENSEMBLE_CHUNK):

@@ -4,7 +4,7 @@ Each member is a trained MODEL_DIR over the same items; its semantic ids may dif
 seed builds another index), so members meet at the item level. Per query:
 
   candidates  the union of the members' beam items (each member's constrained search proposes
-              its `num_beams` items; the ensemble stays generative: nothing outside a beam list
+              its test beams' items; the ensemble stays generative: nothing outside a beam list
               is ranked);
   sum, w      score(i) = sum_m beam_m(i) + w * sum_m dense_m(i): the members' beam
               log-probabilities plus, for members with a dense item head (`jaxrec.recipes.hybrid`),
@@ -205,18 +205,25 @@ def own_ranking(items: np.ndarray, beam: np.ndarray, union: np.ndarray,
     return hybrid.rescored(items, beam, at_items, weight)[0]
 
 
+def member_beams(sids: Sequence[Any], num_beams: int | None, at_least: int = 0) -> list[int]:
+    """Beams each member proposes: `num_beams` for all, or (None) each member's own, the
+    test beams its MODEL_DIR records; at least `at_least`."""
+    return [max(num_beams or int(s.num_beams), at_least) for s in sids]
+
+
 def score_members(
     sids: Sequence[Any],
     histories: Sequence[Sequence[int]],
-    num_beams: int,
+    num_beams: Sequence[int],
     batch_size: int,
     what: str = "",
 ) -> tuple[list[MemberScores], Fusion]:
-    """Runs every member over `histories`: each one's search, then the dense heads once over
-    the union of the beams (`[n, U]`). Returns (each member's scores, their `Fusion`)."""
-    found = [beams_of(s, histories, num_beams, batch_size,
+    """Runs every member over `histories` (member m proposes `num_beams[m]` items): each
+    one's search, then the dense heads once over the union of the beams (`[n, U]`). Returns
+    (each member's scores, their `Fusion`)."""
+    found = [beams_of(s, histories, b, batch_size,
                       progress=f"{what} member {i + 1}/{len(sids)}")
-             for i, s in enumerate(sids)]  # fmt: skip
+             for i, (s, b) in enumerate(zip(sids, num_beams, strict=True))]  # fmt: skip
     union = candidate_union([items for items, _ in found])
     dense = [None if s.fusion_weight is None else dense_at(s, histories, union, batch_size)
              for s in sids]  # fmt: skip
@@ -234,11 +241,13 @@ def history_cap(sids: Sequence[Any]) -> int:
 
 
 def score_split(sids, dataset, split, users, num_beams, batch_size):
-    """(members' scores, their `Fusion`, targets [n]) of `users` on a split."""
+    """(members' scores, their `Fusion`, targets [n]) of `users` on a split; `num_beams`: for
+    every member, or None (each member's own)."""
     cap = history_cap(sids)
     examples = [dataset.example(int(u), split, cap) for u in users]
     targets = np.array([e.target for e in examples], np.int64)
-    members, fused = score_members(sids, [e.history for e in examples], num_beams, batch_size,
+    members, fused = score_members(sids, [e.history for e in examples],
+                                   member_beams(sids, num_beams), batch_size,
                                    what=split)  # fmt: skip
     return members, fused, targets
 
@@ -246,13 +255,14 @@ def score_split(sids, dataset, split, users, num_beams, batch_size):
 def evaluate(
     sids: Sequence[Any],
     dataset: Any,
-    num_beams: int = 20,
+    num_beams: int | None = None,
     batch_size: int = 32,
     validation_users: np.ndarray | None = None,
     ks: Sequence[int] = eval_metrics.DEFAULT_KS,
 ) -> dict[str, Any]:
     """Chooses the variant on validation (`validation_users`, default all), then reports test
-    (all users, history included): the ensemble under that variant and each member alone."""
+    (all users, history included): the ensemble under that variant and each member alone.
+    Each member proposes `num_beams` items, or (None) its own test beams."""
     everyone = np.arange(dataset.num_users)
     val_users = everyone if validation_users is None else np.asarray(validation_users)
     _, fused, targets = score_split(sids, dataset, "validation", val_users, num_beams, batch_size)
@@ -265,4 +275,5 @@ def evaluate(
     return {"variant": chosen, "test": test[chosen], "members_test": alone,
             "validation_by_variant": validation, "test_by_variant": test,
             "validation_users": len(val_users), "test_users": len(everyone),
-            "num_beams": num_beams, "candidates": int(fused.union.shape[1])}  # fmt: skip
+            "num_beams": member_beams(sids, num_beams),
+            "candidates": int(fused.union.shape[1])}  # fmt: skip

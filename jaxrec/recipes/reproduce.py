@@ -61,6 +61,10 @@ class RecipeConfig:
       validation_users: size of the fixed validation subset used for model selection.
       eval_every_minutes: wall-clock minutes of training between validation evaluations.
       num_beams / eval_batch_size: constrained search settings (20 beams returns 20 items).
+      test_num_beams: beams of the final choice and the test (0: `num_beams`). With the
+        hybrid, validation picks the step with `num_beams`, then the fusion weight again on the
+        same validation users with `test_num_beams` (the head re-scores what these beams
+        propose, so its weight depends on how many); `jaxrec eval`/`recommend` default to it.
       hybrid: re-score the beams' items with the dense item head (`jaxrec.recipes.hybrid`;
         needs `item_id_inputs` and `train.next_item_loss`): validation selects the step and
         the fusion weight; test reports the hybrid, generative and dense rankings.
@@ -89,6 +93,7 @@ class RecipeConfig:
     validation_users: int = 2000
     eval_every_minutes: float = 6.0
     num_beams: int = 20
+    test_num_beams: int = 0
     eval_batch_size: int = 32
     hybrid: bool = False
     references: tuple[tuple[str, float], ...] = ()
@@ -102,6 +107,9 @@ class RecipeConfig:
             object.__setattr__(self, field, tuple(value))
         if self.train.mode == "prefix_shared" and not self.encoder_causal:
             raise ValueError("prefix_shared training needs encoder_causal=True")
+        if self.test_num_beams < 0 or self.num_beams < 1:
+            raise ValueError(f"num_beams {self.num_beams}, test_num_beams {self.test_num_beams}: "
+                             "need num_beams >= 1, test_num_beams >= 0 (0: num_beams)")  # fmt: skip
         if self.hybrid and not (self.item_id_inputs and self.train.next_item_loss > 0):
             raise ValueError("hybrid retrieval scores with the dense item head: set "
                              "item_id_inputs and TrainSettings.next_item_loss > 0")  # fmt: skip
@@ -226,6 +234,7 @@ def run_tiger(
 
     t = time.perf_counter()
     settings = cfg.train
+    test_beams = cfg.test_num_beams or cfg.num_beams
     extra = sid_aux.extra_tokens(settings.aux_tasks, dataset) if settings.aux_tasks else []
     rec, model_cfg = _recommender(cfg, index, extra, dataset.num_items)
     data = TrainingData(
@@ -237,7 +246,7 @@ def run_tiger(
             "dataset": os.path.abspath(dataset_dir), "dataset_name": dataset.name,
             "index": os.path.basename(index_report["index"]), "index_report": index_report,
             "extra_tokens": list(extra), "history": settings.history,
-            "item_inputs": settings.item_inputs, "num_beams": cfg.num_beams,
+            "item_inputs": settings.item_inputs, "num_beams": test_beams,
             "eval_batch_size": cfg.eval_batch_size, "recipe": recipe,
             "selected_step": None, "status": "training",
         }  # fmt: skip
@@ -255,11 +264,11 @@ def run_tiger(
     )
     total = fixed or 10**7  # a budget plans the real total after timing the first steps
 
-    def split_metrics(params, split, users=None, weight=None):
+    def split_metrics(params, split, users=None, weight=None, beams=cfg.num_beams):
         if cfg.hybrid:
-            return hybrid.evaluate(rec, params, dataset, split, users, cfg.num_beams,
+            return hybrid.evaluate(rec, params, dataset, split, users, beams,
                                    cfg.eval_batch_size, weight)  # fmt: skip
-        return rec.evaluate(params, dataset, split, users, cfg.num_beams, cfg.eval_batch_size)
+        return rec.evaluate(params, dataset, split, users, beams, cfg.eval_batch_size)
 
     validation = selection.Validation(
         lambda params: split_metrics(params, "validation", val_users),
@@ -293,7 +302,11 @@ def run_tiger(
         rec.retrieve(loop.state.params, probe, cfg.num_beams, cfg.eval_batch_size)
         query_s = (time.perf_counter() - t_probe) / max(len(probe), 1)
         budget.eval_s = query_s * len(val_users)
-        budget.test_s = query_s * dataset.num_users * 1.1 + 20.0
+        # the search costs about linearly in beams; a hybrid with other test beams first
+        # chooses its weight again on the validation users
+        rechoose = len(val_users) if cfg.hybrid and test_beams != cfg.num_beams else 0
+        budget.test_s = (query_s * test_beams / cfg.num_beams
+                         * (dataset.num_users * 1.1 + rechoose) + 20.0)  # fmt: skip
     seconds["setup"] = round(time.perf_counter() - t, 1)
     loop.start_clock(time.perf_counter() - t_start)  # index and setup of this process
     if resumed:
@@ -317,7 +330,16 @@ def run_tiger(
     params = loop.state.params if best["step"] == loop.step else md.restore_params(
         out_dir, best["step"], on_mesh)[0]  # fmt: skip
     weight = best.get("fusion_weight")  # hybrid: the weight validation chose at that step
-    test = split_metrics(params, "test", None, weight)
+    rechosen = None
+    if cfg.hybrid and test_beams != cfg.num_beams:  # the weight again, with the test's beams
+        rechosen = split_metrics(params, "validation", val_users, None, test_beams)
+        log.info("fusion weight with %d beams: %g (with %d: %g), validation recall@10 %.4f",
+                 test_beams, rechosen["fusion_weight"], cfg.num_beams, weight,
+                 rechosen["recall@10"])  # fmt: skip
+        weight = rechosen["fusion_weight"]
+        seconds["select"] = round(seconds["select"] + time.perf_counter() - t, 1)
+        t = time.perf_counter()
+    test = split_metrics(params, "test", None, weight, test_beams)
     seconds["test"] = round(time.perf_counter() - t, 1)
     manager.close()
     md.update_record(out_dir, selected_step=best["step"], status="done",
@@ -339,6 +361,7 @@ def run_tiger(
         "validation": {
             **{k: v for k, v in best.items() if k != "step"},
             "selected_step": best["step"],
+            **({"test_beams": {"num_beams": test_beams, **rechosen}} if rechosen else {}),
         },  # fmt: skip
         "test": test,
         "popularity_test": pop,

@@ -110,8 +110,7 @@ def evaluate_dir(
     dirs = members(out_dir)
     sids = load_models(dirs, dataset, dataset_dir)
     users = np.arange(dataset.num_users)[:max_users]
-    _, fused, targets = ensemble.score_split(sids, dataset, split, users,
-                                             num_beams or sids[0].num_beams,
+    _, fused, targets = ensemble.score_split(sids, dataset, split, users, num_beams,
                                              batch_size or sids[0].batch_size)  # fmt: skip
     top = fused.ranking(variant)
     ranks = eval_metrics.target_ranks(top, targets)
@@ -211,7 +210,7 @@ def run(
     dirs = [member_dir(out_dir, s) for s in seeds]
     sids = load_members(out_dir, dataset, dataset_dir)
     users = None if validation_users is None else np.arange(validation_users)
-    result = ensemble.evaluate(sids, dataset, cfg.num_beams, cfg.eval_batch_size, users)
+    result = ensemble.evaluate(sids, dataset, None, cfg.eval_batch_size, users)  # test beams
     member_seconds = [r["seconds"]["total"] for r in results]
     result.update(
         recipe=cfg.name, dataset=dataset_dir, seeds=list(seeds), runs=dirs,

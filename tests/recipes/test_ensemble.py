@@ -55,12 +55,17 @@ def test_the_sum_adds_beam_and_weighted_dense_scores():
     assert "sum,w=1" not in ensemble.fusion(members, None, union).variants()
 
 
+# The hybrid members test with more beams than they select with (as the hybrid recipe does):
+# the ensemble, `analyze ensemble` and `eval` of a --seeds OUT must all use the test's.
+HYBRIDS = [*HYBRID, "--gin.RecipeConfig.test_num_beams=24"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ensemble")
     _, data = write_small_dataset(root)
     outs = []
-    for name, seed, extra in (("run0", 0, HYBRID), ("run1", 1, HYBRID), ("gen", 0, [])):
+    for name, seed, extra in (("run0", 0, HYBRIDS), ("run1", 1, HYBRIDS), ("gen", 0, [])):
         out = root / name
         assert cli.main(["reproduce", "tiger", "--dataset", data, "--out",
                          str(out), "--steps", "30", "--seed", str(seed), *SMALL,
@@ -85,7 +90,7 @@ def test_members_alone_are_their_runs_test_figures_and_the_choice_is_validations
     assert result["validation_users"] == 100
     assert result["variant"] == ensemble.best_variant(result["validation_by_variant"])
     assert result["test"] == result["test_by_variant"][result["variant"]]
-    assert result["candidates"] == 2 * result["num_beams"]
+    assert result["candidates"] == sum(result["num_beams"])
 
 
 def test_a_model_with_itself_ranks_as_the_model_alone(runs, capsys):
@@ -135,7 +140,7 @@ def seeds_out(runs, tmp_path_factory):
     data, _, _ = runs
     out = tmp_path_factory.mktemp("seeds") / "out"
     argv = ["reproduce", "tiger", "--dataset", data, "--out", str(out), "--steps", "30",
-            "--seeds", "0,1", "--validation-users", "100", *SMALL, *HYBRID]  # fmt: skip
+            "--seeds", "0,1", "--validation-users", "100", *SMALL, *HYBRIDS]  # fmt: skip
     return out, argv
 
 
@@ -150,6 +155,7 @@ def test_seeds_train_each_member_as_its_own_run_and_rank_as_their_ensemble(runs,
     assert cli.main([*argv, "--json"]) == 0
     result = _last_json(capsys)
     assert result["runs"] == [str(out / "seed_0"), str(out / "seed_1")]
+    assert result["num_beams"] == [24, 24]  # the members' test beams, not the 20 of selection
     # Each member is the run `--seed s` makes alone ...
     for member, alone in zip(result["runs"], outs, strict=True):
         with open(f"{member}/result.json", encoding="utf-8") as f, \

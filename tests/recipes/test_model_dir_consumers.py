@@ -177,3 +177,31 @@ def test_beams_after_a_step_are_those_of_the_full_search(run):
                     np.asarray(scores[u]), strict=True) if np.isfinite(sc)}  # fmt: skip
             assert live == set(got[u][got[u] >= 0].tolist()), (depth, u)
             assert len(live) == min(beams, len(prefixes))
+
+
+def test_the_hybrid_chooses_its_weight_again_with_the_test_beams(tmp_path, capsys):
+    """`test_num_beams`: the step is chosen with `num_beams`, the fusion weight again on the
+    same validation users with the test's beams, and the MODEL_DIR records both, so `jaxrec
+    eval` gives back the test figures."""
+    from jaxrec.recipes.hybrid import best_weight
+
+    _, data = write_small_dataset(tmp_path)
+    out = tmp_path / "run"
+    assert cli.main(["reproduce", "tiger", "--dataset", data, "--out", str(out), "--steps",
+                     "30", *SMALL, *HYBRID, "--gin.RecipeConfig.num_beams=4",
+                     "--gin.RecipeConfig.test_num_beams=12"]) == 0  # fmt: skip
+    result = json.loads((out / "result.json").read_text())
+    val, test = result["validation"], result["test"]
+    # Selection ran with 4 beams: the beams alone never rank a target past 4th.
+    assert val["generative"]["recall@5"] == val["generative"]["recall@20"]
+    again = val["test_beams"]
+    assert again["num_beams"] == 12 and again["num_users"] == 60
+    assert again["fusion_weight"] == best_weight(again["by_weight"]) == test["fusion_weight"]
+    record = model_dir.read_record(str(out))
+    assert record["num_beams"] == 12 and record["fusion_weight"] == test["fusion_weight"]
+    assert cli.main(["eval", "--model-dir", str(out), "--dataset", data, "--split", "test",
+                     "--json"]) == 0  # fmt: skip
+    evaluated = _last_json(capsys)
+    for key in ("recall@5", "ndcg@10", "recall@20", "fusion_weight"):
+        assert evaluated[key] == pytest.approx(test[key], abs=1e-12), key
+    assert evaluated["generative"] == pytest.approx(test["generative"], abs=1e-12)
