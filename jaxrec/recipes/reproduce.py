@@ -342,7 +342,7 @@ def run_tiger(
     test = split_metrics(params, "test", None, weight, test_beams)
     seconds["test"] = round(time.perf_counter() - t, 1)
     manager.close()
-    md.update_record(out_dir, selected_step=best["step"], status="done",
+    md.update_record(out_dir, selected_step=best["step"], status="done", num_beams=test_beams,
                      **({"fusion_weight": weight} if cfg.hybrid else {}))  # fmt: skip
 
     total_s = round(loop.elapsed(), 1)  # the whole run: earlier processes, index, ..., test
@@ -401,9 +401,10 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-# Recipe fields a resumed run may change: the budget (more or less time for the rest) and the
-# mesh (a checkpoint restores onto any mesh).
-_RESUMABLE_CHANGES = {"minutes", "mesh_shape"}
+# Recipe fields a resumed run may change: the budget (more or less time for the rest), the
+# mesh (a checkpoint restores onto any mesh) and the test's beams (they act after selection;
+# the record takes them at the end).
+_RESUMABLE_CHANGES = {"minutes", "mesh_shape", "test_num_beams"}
 
 
 def _check_same_recipe(out_dir: str, record: dict, recipe: dict) -> None:

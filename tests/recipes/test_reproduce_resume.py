@@ -366,3 +366,20 @@ def test_a_run_stopped_while_indexing_can_be_resumed_or_overwritten(data_dir, tm
         model_dir.load_sid_model(str(out))
     _check_out(argparse.Namespace(out=str(out), dataset=data_dir, resume=False, overwrite=True))
     assert not out.exists()  # --overwrite deletes it
+
+
+def test_resume_may_change_the_budget_mesh_and_test_beams_only(tmp_path):
+    """A run recorded before `test_num_beams` existed resumes under the hybrid recipe that now
+    sets it (it acts after selection); a setting that shapes training does not."""
+    from jaxrec.data.dataset import DataError
+    from jaxrec.recipes.reproduce import _check_same_recipe
+
+    stored = {"recipe": {"minutes": 120.0, "num_beams": 20, "seed": 0, "mesh_shape": None}}
+    now = {"minutes": 60.0, "num_beams": 20, "seed": 0, "mesh_shape": "2x1", "test_num_beams": 40}
+    _check_same_recipe(str(tmp_path), stored, now)
+    for changed, shown in (
+        ({"num_beams": 40}, "num_beams: 20 -> 40"),
+        ({"seed": 1}, "seed: 0 -> 1"),
+    ):
+        with pytest.raises(DataError, match=shown):
+            _check_same_recipe(str(tmp_path), stored, {**stored["recipe"], **changed})
