@@ -235,6 +235,7 @@ def run_tiger(
     t = time.perf_counter()
     settings = cfg.train
     test_beams = cfg.test_num_beams or cfg.num_beams
+    rechoose = cfg.hybrid and test_beams != cfg.num_beams  # the weight again with test beams
     extra = sid_aux.extra_tokens(settings.aux_tasks, dataset) if settings.aux_tasks else []
     rec, model_cfg = _recommender(cfg, index, extra, dataset.num_items)
     data = TrainingData(
@@ -304,9 +305,9 @@ def run_tiger(
         budget.eval_s = query_s * len(val_users)
         # the search costs about linearly in beams; a hybrid with other test beams first
         # chooses its weight again on the validation users
-        rechoose = len(val_users) if cfg.hybrid and test_beams != cfg.num_beams else 0
         budget.test_s = (query_s * test_beams / cfg.num_beams
-                         * (dataset.num_users * 1.1 + rechoose) + 20.0)  # fmt: skip
+                         * (dataset.num_users * 1.1 + rechoose * len(val_users))
+                         + 20.0)  # fmt: skip
     seconds["setup"] = round(time.perf_counter() - t, 1)
     loop.start_clock(time.perf_counter() - t_start)  # index and setup of this process
     if resumed:
@@ -331,7 +332,7 @@ def run_tiger(
         out_dir, best["step"], on_mesh)[0]  # fmt: skip
     weight = best.get("fusion_weight")  # hybrid: the weight validation chose at that step
     rechosen = None
-    if cfg.hybrid and test_beams != cfg.num_beams:  # the weight again, with the test's beams
+    if rechoose:
         rechosen = split_metrics(params, "validation", val_users, None, test_beams)
         log.info("fusion weight with %d beams: %g (with %d: %g), validation recall@10 %.4f",
                  test_beams, rechosen["fusion_weight"], cfg.num_beams, weight,
