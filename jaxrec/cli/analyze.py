@@ -30,6 +30,16 @@ RUNs are MODEL_DIRs over the dataset's items (each with its own index), or the O
 beams is ranked by summed beam and dense-head log-probabilities or by reciprocal-rank fusion,
 the variant chosen on validation; test reports it beside each member alone
 (`jaxrec.recipes.ensemble`).
+
+`history`, how many places of a written list the user's own history takes:
+
+    jaxrec analyze history RECS --dataset DIR [--split test] [--top-k 10] [--json]
+
+RECS is any recommendations file of the split (`jaxrec recommend`, `jaxrec baseline sasrec
+--recommendations`, or the per-user lists `jaxrec eval --out` and `jaxrec reproduce` write).
+Prints the share of users whose first item is a history item, the history items among the
+first K, and Recall@K / NDCG@K as ranked and with history items dropped
+(`jaxrec.inference.history_share`).
 """
 
 from __future__ import annotations
@@ -86,6 +96,36 @@ def add_parser(subparsers) -> None:
     e.add_argument("--out", default=None, help="write the result JSON here")
     e.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     e.set_defaults(func=run_ensemble)
+    h = sub.add_parser("history", help="how many places of a recommendations file the users' "
+                       "own histories take; its metrics with them dropped")  # fmt: skip
+    h.add_argument("recs", metavar="RECS", help="recommendations (JSON lines) of every user")
+    h.add_argument("--dataset", required=True, help="prepared dataset directory")
+    h.add_argument("--split", choices=("validation", "test"), default="test")
+    h.add_argument("--top-k", type=int, default=10)
+    h.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
+    h.set_defaults(func=run_history)
+
+
+def run_history(args) -> int:
+    from jaxrec.data.canonical import read_dataset
+    from jaxrec.inference import history_share
+    from jaxrec.inference.prefix_errors import read_reference
+
+    if args.top_k < 1:
+        raise DataError(f"--top-k {args.top_k}: must be at least 1")
+    if not os.path.isfile(args.recs):
+        raise DataError(f"{args.recs}: no such file")
+    ds = read_dataset(args.dataset)
+    lists = read_reference(args.recs, ds)
+    history_share.check_targets(args.recs, ds, args.split)
+    report = history_share.summarise(
+        lists, history_share.histories(ds, args.split), ds.targets(args.split), args.top_k
+    )
+    report.update(recs=args.recs, split=args.split)
+    print(history_share.format_report(report, args.split))
+    if args.json:
+        print(json.dumps(report))
+    return 0
 
 
 def run_seeds(args) -> int:
