@@ -36,7 +36,7 @@ the variant chosen on validation; test reports it beside each member alone
     jaxrec analyze history RECS --dataset DIR [--split test] [--top-k 10] [--json]
 
 RECS is any recommendations file of the split (`jaxrec recommend`, `jaxrec baseline sasrec
---recommendations`, or the per-user lists `jaxrec eval --out` and `jaxrec reproduce` write).
+--recommendations`, or the per-user rows `jaxrec eval` writes).
 Prints the share of users whose first item is a history item, the history items among the
 first K, and Recall@K / NDCG@K as ranked and with history items dropped
 (`jaxrec.inference.history_share`).

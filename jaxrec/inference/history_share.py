@@ -6,8 +6,8 @@ user has already interacted with. Where no leave-one-out target is in its user's
 history (true of every user of the prepared Amazon datasets here; `summarise` counts the
 exceptions), each such place is a certain miss. SASRec-CE's tied output embedding, for one,
 puts the item just read first for most users. This module measures it on any written list
-(`jaxrec recommend`, `jaxrec baseline sasrec --recommendations`, the lists `jaxrec eval` and
-`jaxrec reproduce` write per split) and reads the same list with the history items dropped,
+(`jaxrec recommend`, `jaxrec baseline sasrec --recommendations`, the per-user rows `jaxrec
+eval` writes) and reads the same list with the history items dropped,
 the RecBole convention, so two models can be compared under both without ranking again:
 
   first_in_history          share of users whose first item is a history item
