@@ -116,8 +116,7 @@ def run_history(args) -> int:
     if not os.path.isfile(args.recs):
         raise DataError(f"{args.recs}: no such file")
     ds = read_dataset(args.dataset)
-    lists = read_reference(args.recs, ds)
-    history_share.check_targets(args.recs, ds, args.split)
+    lists = read_reference(args.recs, ds, args.split)
     report = history_share.summarise(
         lists, history_share.histories(ds, args.split), ds.targets(args.split), args.top_k
     )
@@ -196,7 +195,7 @@ def run(args) -> int:
         raise DataError(f"{args.model_dir}: not a semantic-id MODEL_DIR (prefix errors need "
                         "semantic ids)")  # fmt: skip
     ds = read_dataset(args.dataset)
-    reference = prefix_errors.read_reference(args.reference, ds)
+    reference = prefix_errors.read_reference(args.reference, ds, args.split)
     sid = md.load_sid_model(args.model_dir, args.checkpoint_step)
     verify_index(sid.index_path, ds, args.dataset)
     beams = max(args.num_beams or sid.num_beams, args.top_k)

@@ -26,37 +26,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxrec.data.dataset import DataError, Dataset
-from jaxrec.inference.metrics import metrics_from_ranks, target_ranks
-from jaxrec.inference.recommend import json_lines
+from jaxrec.data.dataset import Dataset
+from jaxrec.inference.metrics import metrics_from_ranks, padded_lists, target_ranks
 
 
 def histories(ds: Dataset, split: str) -> list[np.ndarray]:
     """Every user's whole history before the split's target (not capped), in user order."""
-    offset = {"validation": 2, "test": 1}[split]
-    return [np.asarray(s[: len(s) - offset]) for s in ds.sequences]
-
-
-def check_targets(path: str, ds: Dataset, split: str) -> None:
-    """Lines that name their target (`jaxrec eval` rows) must name the split's: a list written
-    for the other split would otherwise be read against the wrong history."""
-    targets = ds.targets(split)
-    for where, _, obj in json_lines(path):
-        if isinstance(obj, dict) and "target" in obj and str(obj.get("user", "")).isdigit():
-            user = int(obj["user"])
-            if user < ds.num_users and str(obj["target"]) != str(targets[user]):
-                raise DataError(f"{where}: target {obj['target']!r} is not user {user}'s "
-                                f"{split} target {int(targets[user])} (a list of another "
-                                "split? see --split)")  # fmt: skip
-
-
-def padded(lists: Sequence[Sequence[int]], width: int) -> np.ndarray:
-    """[users, width] item ids, each list cut to `width` and padded with -1."""
-    out = np.full((len(lists), width), -1, np.int64)
-    for u, items in enumerate(lists):
-        items = list(items)[:width]
-        out[u, : len(items)] = items
-    return out
+    return [np.asarray(ds.example(u, split, history_cap=0).history, np.int64)
+            for u in range(ds.num_users)]  # fmt: skip
 
 
 def summarise(
@@ -85,8 +62,8 @@ def summarise(
             for row, flags in zip(rows, in_hist, strict=True)]  # fmt: skip
     ks = (top_k,)
     k = f"@{top_k}"
-    as_ranked = metrics_from_ranks(target_ranks(padded(rows, top_k), targets), ks)
-    dropped = metrics_from_ranks(target_ranks(padded(kept, top_k), targets), ks)
+    as_ranked = metrics_from_ranks(target_ranks(padded_lists(rows, top_k), targets), ks)
+    dropped = metrics_from_ranks(target_ranks(padded_lists(kept, top_k), targets), ks)
     return {
         "users": n,
         "top_k": top_k,

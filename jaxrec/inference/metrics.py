@@ -47,6 +47,16 @@ def target_ranks(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(hit.any(axis=1), first + 1, 0).astype(np.int64)
 
 
+def padded_lists(lists: Sequence[Sequence[int]], width: int) -> np.ndarray:
+    """[users, width] item ids from ranked lists of any lengths: each cut to `width`, padded
+    with -1 (the layout `target_ranks` reads)."""
+    out = np.full((len(lists), width), -1, np.int64)
+    for u, items in enumerate(lists):
+        items = list(items)[:width]
+        out[u, : len(items)] = items
+    return out
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """`recall@K` and `ndcg@K` (see module docstring) from 1-based ranks (0 = miss)."""
     ranks = np.asarray(ranks)

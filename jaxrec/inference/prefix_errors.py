@@ -34,12 +34,15 @@ from jaxrec.inference.recommend import item_ids, json_lines
 log = logging.getLogger(__name__)
 
 
-def read_reference(path: str, ds: Dataset) -> dict[int, list[int]]:
+def read_reference(path: str, ds: Dataset, split: str | None = None) -> dict[int, list[int]]:
     """A recommendations file (`jaxrec recommend` / `jaxrec baseline sasrec` JSON lines:
     `{"user": KEY, "items": [item ids, best first], ...}`) as {user index: items}.
 
     Every user of the dataset must appear once; unknown users or items, duplicates and missing
-    users stop with the file, the line and the problem."""
+    users stop with the file, the line and the problem. With `split`, lines that name their
+    target (`jaxrec eval` rows) must name that split's: a list of the other split would
+    otherwise be read against the wrong target and history."""
+    targets = None if split is None else ds.targets(split)
     out: dict[int, list[int]] = {}
     for where, _, obj in json_lines(path):
         if not isinstance(obj, dict) or "user" not in obj or not isinstance(obj.get("items"), list):
@@ -50,6 +53,10 @@ def read_reference(path: str, ds: Dataset) -> dict[int, list[int]]:
                             f"keys 0..{ds.num_users - 1})")  # fmt: skip
         if int(key) in out:
             raise DataError(f"{where}: user {key} appears a second time")
+        if targets is not None and "target" in obj and str(obj["target"]) != str(targets[int(key)]):
+            raise DataError(f"{where}: target {obj['target']!r} is not user {key}'s {split} "
+                            f"target {int(targets[int(key)])} (a list of another split? see "
+                            "--split)")  # fmt: skip
         out[int(key)] = item_ids(where, obj["items"], ds)
     if len(out) != ds.num_users:
         missing = next(u for u in range(ds.num_users) if u not in out)

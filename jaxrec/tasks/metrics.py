@@ -92,17 +92,9 @@ def _text(x: Any) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
-def _ranked_array(predictions: Sequence[Sequence[int]], width: int = max(KS)) -> np.ndarray:
-    out = np.full((len(predictions), width), -1, np.int64)
-    for u, items in enumerate(predictions):
-        items = list(items)[:width]
-        out[u, : len(items)] = items
-    return out
-
-
 def retrieval_metric(targets: Sequence[int], predictions: Sequence[Sequence[int]]) -> dict:
     """Recall@K and NDCG@K (`jaxrec.inference.metrics.retrieval_metrics`)."""
-    ranked = _ranked_array(predictions)
+    ranked = eval_metrics.padded_lists(predictions, max(KS))
     return eval_metrics.retrieval_metrics(ranked, np.asarray(targets, np.int64), KS)
 
 
@@ -110,7 +102,8 @@ def ranking_metric(targets: Sequence[tuple], predictions: Sequence[Sequence[int]
     """HR@K and NDCG@K among each prompt's candidates (`eval_metrics.ranked_list_ranks`)."""
     items = np.asarray([t[0] for t in targets], np.int64)
     candidates = [t[1] for t in targets]
-    ranks = eval_metrics.ranked_list_ranks(_ranked_array(predictions), items, candidates)
+    ranked = eval_metrics.padded_lists(predictions, max(KS))
+    ranks = eval_metrics.ranked_list_ranks(ranked, items, candidates)
     out = eval_metrics.metrics_from_ranks(ranks, KS)
     return {k.replace("recall@", "hr@"): v for k, v in out.items()}
 

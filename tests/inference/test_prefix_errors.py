@@ -81,3 +81,17 @@ def test_reference_file_is_read_by_user_key(tmp_path):
     path.write_text("".join(json.dumps({"user": str(u), "items": [u, 4]}) + "\n"
                             for u in (2, 0, 1)))  # fmt: skip
     assert read_reference(str(path), _dataset()) == {0: [0, 4], 1: [1, 4], 2: [2, 4]}
+
+
+def test_reference_rows_naming_a_target_must_be_of_the_split(tmp_path):
+    ds = _dataset()
+    test_targets = ds.targets("test")
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"user": u, "target": int(test_targets[u]), "items": [u]})
+                            + "\n" for u in range(3)))  # fmt: skip
+    assert read_reference(str(path), ds, "test") == {0: [0], 1: [1], 2: [2]}
+    assert read_reference(str(path), ds) == {0: [0], 1: [1], 2: [2]}  # no split: not checked
+    want = int(ds.targets("validation")[0])
+    with pytest.raises(DataError, match=rf":1: target {test_targets[0]} is not user 0's "
+                       rf"validation target {want}"):  # fmt: skip
+        read_reference(str(path), ds, "validation")
