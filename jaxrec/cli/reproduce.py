@@ -64,6 +64,21 @@ def _finite(obj):
     return obj
 
 
+def with_plan(cfg, minutes=None, steps=None, epochs=None):
+    """`cfg` with the command line's plan, if it names one: a wall-clock budget (`minutes`)
+    or a fixed amount of work (`steps` or `epochs`) replaces whichever plan the gin files set,
+    so `--minutes 120` on a recipe that fixes its epochs runs on a budget again."""
+    import dataclasses
+
+    if minutes is not None:
+        return dataclasses.replace(cfg, minutes=minutes, steps=0, epochs=0.0)
+    if steps is not None:
+        return dataclasses.replace(cfg, steps=steps, epochs=0.0)
+    if epochs is not None:
+        return dataclasses.replace(cfg, epochs=epochs, steps=0)
+    return cfg
+
+
 def _check_out(args) -> None:
     """OUT must be new or empty, unless --resume (continue the run there) or --overwrite
     (delete it first); both refused together, and OUT may not hold the dataset."""
@@ -126,11 +141,10 @@ def run(args) -> int:
     elif args.validation_users is not None:
         raise DataError("--validation-users chooses an ensemble's fusion: it needs --seeds")
     cfg = recipe_config(args.gin_file, args.gin)
-    overrides = {k: getattr(args, k) for k in ("minutes", "steps", "epochs", "seed")
-                 if getattr(args, k) is not None}  # fmt: skip
-    if "seed" in overrides:  # index, init, dropout and data order
-        overrides["train"] = dataclasses.replace(cfg.train, seed=args.seed)
-    cfg = dataclasses.replace(cfg, **overrides)
+    cfg = with_plan(cfg, args.minutes, args.steps, args.epochs)
+    if args.seed is not None:  # index, init, dropout and data order
+        cfg = dataclasses.replace(cfg, seed=args.seed,
+                                  train=dataclasses.replace(cfg.train, seed=args.seed))  # fmt: skip
     _check_out(args)
     if seeds is not None:
         return _run_seeds(args, cfg, seeds)
@@ -194,10 +208,13 @@ def add_parser(subparsers) -> None:
         required=True,
         help="output MODEL_DIR (new or empty, unless --resume / --overwrite)",
     )
-    t.add_argument("--minutes", type=float, help="wall-clock budget (default: the recipe's)")
-    t.add_argument("--steps", type=int, help="a fixed number of training steps instead of a "
-                   "budget (the same work on any machine)")  # fmt: skip
-    t.add_argument("--epochs", type=float, help="a fixed number of epochs instead of a budget")
+    plan = t.add_mutually_exclusive_group()  # each replaces the recipe's own plan
+    plan.add_argument("--minutes", type=float, help="a wall-clock budget instead of the "
+                      "recipe's plan (the generative recipe: 120 minutes)")  # fmt: skip
+    plan.add_argument("--steps", type=int, help="a fixed number of training steps instead of "
+                      "the recipe's plan (the same work on any machine)")  # fmt: skip
+    plan.add_argument("--epochs", type=float, help="a fixed number of epochs instead of the "
+                      "recipe's plan (the hybrid recipe: 63)")  # fmt: skip
     t.add_argument("--seed", type=int, help="seed of the index, init, dropout and data order")
     t.add_argument("--seeds", metavar="S,S,...", help="train the recipe once per seed (OUT/"
                    "seed_<s>, each with the recipe's budget), then rank with their ensemble "

@@ -19,6 +19,30 @@ def test_plan_fills_the_available_time_with_training_and_evaluations():
     assert plan_steps(10.0, 1.0, 0.0, 100.0) == (10, 1)
 
 
+def test_a_plan_on_the_command_line_replaces_the_recipes_own():
+    import gin
+    from jaxrec.cli.reproduce import recipe_config, with_plan
+
+    hybrid = recipe_config(["experiments/tiger_prefix_shared_hybrid.gin"], [])
+    gin.clear_config()
+    assert (hybrid.minutes, hybrid.steps, hybrid.epochs) == (120, 0, 63)
+    assert with_plan(hybrid) == hybrid
+    budget = with_plan(hybrid, minutes=30.0)  # a budget again, not 63 epochs within it
+    assert (budget.minutes, budget.steps, budget.epochs) == (30.0, 0, 0.0)
+    steps = with_plan(hybrid, steps=8586)
+    assert (steps.steps, steps.epochs) == (8586, 0.0)
+    assert with_plan(steps, epochs=42.0).steps == 0
+    assert with_plan(hybrid, epochs=42.0).epochs == 42.0
+
+
+def test_reproduce_takes_one_plan(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "tiger", "--dataset", str(tmp_path), "--out", str(tmp_path / "o"),
+                  "--minutes", "2", "--epochs", "3"])  # fmt: skip
+    assert e.value.code == 2
+    assert "--epochs: not allowed with argument --minutes" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")

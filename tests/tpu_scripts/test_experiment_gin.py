@@ -157,6 +157,7 @@ def test_hybrid_recipe_is_the_default_network_with_a_scaled_dense_head():
     gin.clear_config()
     assert cfg.hybrid and cfg.item_id_inputs and cfg.train.next_item_loss > 0
     assert (cfg.num_beams, cfg.test_num_beams) == (20, 40)  # step with 20, weight and test 40
+    assert (cfg.epochs, cfg.steps) == (63, 0)  # a fixed plan, not the generative's budget
     assert dict(cfg.model_overrides) == {**default, "scale_item_logits": True}
 
 
