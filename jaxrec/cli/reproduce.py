@@ -192,7 +192,7 @@ def _run_seeds(args, cfg, seeds) -> int:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "reproduce", help="paper recipes end to end within a wall-clock budget"
+        "reproduce", help="paper recipes end to end, on a wall-clock budget or a fixed plan"
     )
     sub = p.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
     t = sub.add_parser(
@@ -217,7 +217,7 @@ def add_parser(subparsers) -> None:
                       "recipe's plan (the hybrid recipe: 63)")  # fmt: skip
     t.add_argument("--seed", type=int, help="seed of the index, init, dropout and data order")
     t.add_argument("--seeds", metavar="S,S,...", help="train the recipe once per seed (OUT/"
-                   "seed_<s>, each with the recipe's budget), then rank with their ensemble "
+                   "seed_<s>, each with the recipe's plan), then rank with their ensemble "
                    "(OUT/ensemble.json; the fusion chosen on validation)")  # fmt: skip
     t.add_argument("--validation-users", type=int, default=None, help="with --seeds: choose "
                    "the fusion on the first N validation users (default: all)")  # fmt: skip
