@@ -8,6 +8,7 @@ overrides single bindings, as for `python -m jaxrec.train`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -68,8 +69,6 @@ def with_plan(cfg, minutes=None, steps=None, epochs=None):
     """`cfg` with the command line's plan, if it names one: a wall-clock budget (`minutes`)
     or a fixed amount of work (`steps` or `epochs`) replaces whichever plan the gin files set,
     so `--minutes 120` on a recipe that fixes its epochs runs on a budget again."""
-    import dataclasses
-
     if minutes is not None:
         return dataclasses.replace(cfg, minutes=minutes, steps=0, epochs=0.0)
     if steps is not None:
@@ -120,8 +119,6 @@ def _check_out(args) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
-
     from jaxrec.data.dataset import DataError
     from jaxrec.recipes.reproduce import run_tiger
 
