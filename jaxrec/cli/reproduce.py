@@ -156,10 +156,11 @@ def run(args) -> int:
           f"({v['num_users']} users) recall@10 {v['recall@10']:.4f} at step "
           f"{v['selected_step']}")  # fmt: skip
     print("seconds: " + ", ".join(f"{k} {x:.0f}" for k, x in s.items()))
-    print(f"wrote {os.path.join(args.out, 'result.json')} and learning_curve.png; the model: "
+    print(f"wrote {os.path.join(args.out, 'result.json')}, learning_curve.png and the test's "
+          f"per-user rows {os.path.join(args.out, result['test_rows'])}; the model: "
           f"jaxrec eval --model-dir {args.out} --dataset {args.dataset}")  # fmt: skip
     if args.json:
-        keys = ("recipe", "validation", "test", "seconds", "plan", "popularity_test")
+        keys = ("recipe", "validation", "test", "test_rows", "seconds", "plan", "popularity_test")
         print(json.dumps(_finite({k: result[k] for k in keys})))
     return 0
 

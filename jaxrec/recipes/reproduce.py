@@ -198,7 +198,9 @@ def run_tiger(
     OUT is a MODEL_DIR (`jaxrec.model_dir`): `model_config.json`, `jaxrec_model.json` (the
     recipe, the index, the selected step), the index with its dataset record, and orbax
     checkpoints at every validation (the best one kept), so `jaxrec eval` and
-    `jaxrec recommend` read it and a killed run resumes from its last validation."""
+    `jaxrec recommend` read it and a killed run resumes from its last validation. The test's
+    per-user rows go to OUT/eval_retrieval_test_step<N>.jsonl (`result["test_rows"]`), the
+    file `jaxrec eval` writes for the selected step."""
     from jaxrec import model_dir as md
     from jaxrec.baselines import popularity
     from jaxrec.training import loop as tl
@@ -265,11 +267,12 @@ def run_tiger(
     )
     total = fixed or 10**7  # a budget plans the real total after timing the first steps
 
-    def split_metrics(params, split, users=None, weight=None, beams=cfg.num_beams):
+    def split_metrics(params, split, users=None, weight=None, beams=cfg.num_beams, rows=False):
         if cfg.hybrid:
             return hybrid.evaluate(rec, params, dataset, split, users, beams,
-                                   cfg.eval_batch_size, weight)  # fmt: skip
-        return rec.evaluate(params, dataset, split, users, beams, cfg.eval_batch_size)
+                                   cfg.eval_batch_size, weight, with_rows=rows)  # fmt: skip
+        return rec.evaluate(params, dataset, split, users, beams, cfg.eval_batch_size,
+                            with_rows=rows)  # fmt: skip
 
     validation = selection.Validation(
         lambda params: split_metrics(params, "validation", val_users),
@@ -340,7 +343,11 @@ def run_tiger(
         weight = rechosen["fusion_weight"]
         seconds["select"] = round(seconds["select"] + time.perf_counter() - t, 1)
         t = time.perf_counter()
-    test = split_metrics(params, "test", None, weight, test_beams)
+    test, test_rows = split_metrics(params, "test", None, weight, test_beams, rows=True)
+    # the per-user rows `jaxrec eval` writes by default (same name, same content)
+    rows_name = f"eval_retrieval_test_step{best['step']}.jsonl"
+    with open(os.path.join(out_dir, rows_name), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in test_rows)
     seconds["test"] = round(time.perf_counter() - t, 1)
     manager.close()
     md.update_record(out_dir, selected_step=best["step"], status="done", num_beams=test_beams,
@@ -365,6 +372,7 @@ def run_tiger(
             **({"test_beams": {"num_beams": test_beams, **rechosen}} if rechosen else {}),
         },  # fmt: skip
         "test": test,
+        "test_rows": rows_name,
         "popularity_test": pop,
         "curve": validation.curve,
         "losses": [(int(i), x) for i, x in validation.losses],

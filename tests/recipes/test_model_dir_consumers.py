@@ -3,6 +3,7 @@
 recipe), the same metrics, clear errors on bad input."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -59,8 +60,19 @@ def test_the_record_names_the_selected_step_and_eval_reproduces_the_test_figures
     record = model_dir.read_record(out)
     assert record["kind"] == "semantic_id" and record["status"] == "done"
     assert record["selected_step"] == result["validation"]["selected_step"]
+    # The run wrote the test's per-user rows where `jaxrec eval` writes them; eval rewrites
+    # the same bytes, and the rows give back the reported metrics.
+    rows_path = pathlib.Path(out) / result["test_rows"]
+    assert result["test_rows"] == f"eval_retrieval_test_step{record['selected_step']}.jsonl"
+    written = rows_path.read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in written.splitlines()]
+    assert [r["user"] for r in rows] == list(range(ds.num_users))
+    ranks = np.array([r["rank"] or 0 for r in rows])
+    assert np.mean((ranks > 0) & (ranks <= 10)) == pytest.approx(result["test"]["recall@10"])
+    assert all(r["rank"] is None or r["items"][r["rank"] - 1] == r["target"] for r in rows)
     assert cli.main(["eval", "--model-dir", out, "--dataset", data, "--split", "test",
                      "--json"]) == 0  # fmt: skip
+    assert rows_path.read_text(encoding="utf-8") == written
     evaluated = _last_json(capsys)
     assert evaluated["step"] == record["selected_step"]
     assert record.get("fusion_weight") == result["test"].get("fusion_weight")
