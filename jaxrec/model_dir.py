@@ -87,6 +87,22 @@ def read_record(model_dir: str) -> dict[str, Any] | None:
     return _read_json(path) if _exists(path) else None
 
 
+def eval_rows_path(model_dir: str, task: str, split: str, at: str) -> str:
+    """Where a MODEL_DIR's per-user evaluation rows go by default (`jaxrec eval`, and the
+    test of `jaxrec reproduce`): `eval_{task}_{split}_{at}.jsonl`, `at` = `step<N>` or
+    `ensemble`."""
+    return os.path.join(model_dir, f"eval_{task}_{split}_{at}.jsonl")
+
+
+def write_rows(path: str, rows: list[dict[str, Any]]) -> None:
+    """Per-user rows as JSON lines (local paths and gs:// alike)."""
+    from tensorflow.io import gfile
+
+    with gfile.GFile(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
 def _write_json(path: str, obj: dict[str, Any]) -> None:
     from tensorflow.io import gfile  # local paths and gs:// alike
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 
@@ -89,13 +88,11 @@ def run(args: argparse.Namespace) -> int:
         input_length=args.input_length, constrained=not args.unconstrained,
         max_users=args.max_users, mesh_shape=args.mesh, model_config_path=args.model_config,
     )  # fmt: skip
-    at = "ensemble" if result.get("members") else f"step{result['step']}"  # --seeds OUT
-    out = args.out or os.path.join(args.model_dir, f"eval_{args.task}_{args.split}_{at}.jsonl")
-    from tensorflow.io import gfile  # MODEL_DIR may be on GCS
+    from jaxrec import model_dir as md
 
-    with gfile.GFile(out, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    at = "ensemble" if result.get("members") else f"step{result['step']}"  # --seeds OUT
+    out = args.out or md.eval_rows_path(args.model_dir, args.task, args.split, at)
+    md.write_rows(out, rows)  # MODEL_DIR may be on GCS
     summary = {k: v for k, v in result.items() if k != "templates"}
     at = (f"ensemble of {len(result['members'])} runs, {result['variant']}"
           if result.get("members") else f"step {result['step']}")  # fmt: skip

@@ -344,10 +344,8 @@ def run_tiger(
         seconds["select"] = round(seconds["select"] + time.perf_counter() - t, 1)
         t = time.perf_counter()
     test, test_rows = split_metrics(params, "test", None, weight, test_beams, rows=True)
-    # the per-user rows `jaxrec eval` writes by default (same name, same content)
-    rows_name = f"eval_retrieval_test_step{best['step']}.jsonl"
-    with open(os.path.join(out_dir, rows_name), "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in test_rows)
+    rows_path = md.eval_rows_path(out_dir, "retrieval", "test", f"step{best['step']}")
+    md.write_rows(rows_path, test_rows)  # where and as `jaxrec eval` writes them
     seconds["test"] = round(time.perf_counter() - t, 1)
     manager.close()
     md.update_record(out_dir, selected_step=best["step"], status="done", num_beams=test_beams,
@@ -372,7 +370,7 @@ def run_tiger(
             **({"test_beams": {"num_beams": test_beams, **rechosen}} if rechosen else {}),
         },  # fmt: skip
         "test": test,
-        "test_rows": rows_name,
+        "test_rows": os.path.basename(rows_path),
         "popularity_test": pop,
         "curve": validation.curve,
         "losses": [(int(i), x) for i, x in validation.losses],
