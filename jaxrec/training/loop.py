@@ -66,6 +66,16 @@ class Hook:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned at the checkpoint's step."""
 
+    def seconds_spent(self) -> float:
+        """Wall-clock seconds this hook has spent outside the training steps (e.g. validation),
+        a running total: the progress line leaves them out of the training rate."""
+        return 0.0
+
+    def seconds_ahead(self, loop: TrainLoop, step: int) -> float:
+        """Estimated wall-clock seconds this hook will still spend after `step` until the last
+        planned step (e.g. the validations still due): the progress line adds them to its ETA."""
+        return 0.0
+
 
 class TrainLoop:
     """Runs steps from the state's step to `train_steps` (see the module docstring).
@@ -253,7 +263,12 @@ class Preemption(Hook):
 
 class MetricsLog(Hook):
     """Every `every` steps (and the last): a progress line (loss, rate, ETA), a record in
-    MODEL_DIR/train_metrics.jsonl (local dirs) and scalars to a clu writer (TensorBoard)."""
+    MODEL_DIR/train_metrics.jsonl (local dirs) and scalars to a clu writer (TensorBoard).
+
+    The rates count training only: time other hooks spent inside the window (validation,
+    `Hook.seconds_spent`) is left out. The ETA is the steps left at that rate plus what the
+    hooks still plan (`Hook.seconds_ahead`: the validations still due), so a run that
+    validates every few epochs is not promised to end early."""
 
     name = "metrics_log"
 
@@ -268,15 +283,16 @@ class MetricsLog(Hook):
         if self.path and jax.process_index() == 0:
             metrics_log.prepare_for_resume(self.path, loop.step)  # later steps are redone
         self._t = time.time()
+        self._spent = _hooks_spent(loop)
         self._window = []
 
     def after_step(self, loop, step, metrics):
         self._window.append(metrics)
         if step % self.every and step != loop.train_steps and loop.stop_reason is None:
             return
-        now = time.time()
+        now, spent = time.time(), _hooks_spent(loop)
         w = self._window
-        seconds = max(now - self._t, 1e-9)
+        seconds = max(now - self._t - (spent - self._spent), 1e-9)  # training only
         rate = len(w) / seconds
         summary = {
             k: float(np.mean([m[k] for m in w]))
@@ -287,7 +303,8 @@ class MetricsLog(Hook):
                        tokens_per_sec=sum(m["tokens"] for m in w) / seconds)  # fmt: skip
         if "grad_norm" in metrics:
             summary["grad_norm"] = metrics["grad_norm"]
-        eta = (loop.train_steps - step) / max(rate, 1e-9)
+        ahead = [h.seconds_ahead(loop, step) for h in loop.hooks]
+        eta = eta_seconds(loop.train_steps - step, rate, ahead)
         if jax.process_index() == 0:
             total = loop.train_steps
             acc = f" acc {summary['accuracy']:.3f}" if "accuracy" in summary else ""
@@ -301,11 +318,21 @@ class MetricsLog(Hook):
                     f.write("\n")
         if self.writer is not None:
             self.writer.write_scalars(step, summary)
-        self._t, self._window = now, []
+        self._t, self._spent, self._window = now, spent, []
 
     def end(self, loop):
         if self.writer is not None:
             self.writer.flush()
+
+
+def _hooks_spent(loop: TrainLoop) -> float:
+    return sum(h.seconds_spent() for h in loop.hooks)
+
+
+def eta_seconds(steps_left: int, steps_per_sec: float, ahead_s: Sequence[float] = ()) -> float:
+    """Seconds until the run's last planned step: the training steps left at the measured
+    rate plus the hooks' planned work (`Hook.seconds_ahead`)."""
+    return max(steps_left, 0) / max(steps_per_sec, 1e-9) + sum(max(a, 0.0) for a in ahead_s)
 
 
 def format_eta(seconds: float) -> str:

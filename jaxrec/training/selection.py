@@ -106,6 +106,24 @@ class Validation(Hook):
     def protected_steps(self):
         return [self.best["step"]] if self.best else []
 
+    def seconds_spent(self):
+        return self.seconds
+
+    def seconds_ahead(self, loop, step):
+        return self.due_after(step, loop.train_steps) * self.mean_seconds()
+
+    def due_after(self, step: int, train_steps: int) -> int:
+        """Evaluations still due after step `step` (the one at `step` itself included if it
+        has not run yet), the final one at `train_steps` counted once."""
+        if step >= train_steps and self.last_step == step:
+            return 0
+        start = self.next_at if self.last_step == step else max(self.next_at, step)
+        return len(range(start, train_steps, self.every)) + 1
+
+    def mean_seconds(self) -> float:
+        """Mean seconds of this run's evaluations so far (0 before the first)."""
+        return self.seconds / len(self.curve) if self.curve else 0.0
+
     def begin(self, loop):
         last = self.curve[-1]["step"] if self.curve else 0  # losses since the last point
         self._window = [x for i, x in self.losses if i > last]
