@@ -61,17 +61,32 @@ HYBRIDS = [*HYBRID, "--gin.RecipeConfig.test_num_beams=24"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def trained(tmp_path_factory):
+    """The small dataset; `--seeds 0,1` of the hybrid recipe (OUT, argv, its --json line); seed
+    1 trained alone; the generative recipe at seed 0. The analyses use the --seeds members as
+    their two hybrid runs, so five trainings (the resume test's included) cover the module."""
+    import contextlib
+    import io
+
     root = tmp_path_factory.mktemp("ensemble")
     _, data = write_small_dataset(root)
-    outs = []
-    for name, seed, extra in (("run0", 0, HYBRIDS), ("run1", 1, HYBRIDS), ("gen", 0, [])):
-        out = root / name
-        assert cli.main(["reproduce", "tiger", "--dataset", data, "--out",
-                         str(out), "--steps", "30", "--seed", str(seed), *SMALL,
-                         *extra]) == 0  # fmt: skip
-        outs.append(str(out))
-    return data, outs[:2], outs[2]
+    base = ["reproduce", "tiger", "--dataset", data, "--steps", "30", *SMALL]
+    out = root / "seeds"
+    argv = [*base, "--out", str(out), "--seeds", "0,1", "--validation-users", "100", *HYBRIDS]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main([*argv, "--json"]) == 0
+    for name, seed, extra in (("alone1", 1, HYBRIDS), ("gen", 0, [])):
+        assert cli.main([*base, "--out", str(root / name), "--seed", str(seed), *extra]) == 0
+    result = json.loads(printed.getvalue().strip().splitlines()[-1])
+    return data, out, argv, result, str(root / "alone1"), str(root / "gen")
+
+
+@pytest.fixture(scope="module")
+def runs(trained):
+    """(dataset dir, the two hybrid runs, the generative run)."""
+    data, out, _, _, _, gen = trained
+    return data, [str(out / "seed_0"), str(out / "seed_1")], gen
 
 
 def _ensemble(capsys, data, runs, *extra):
@@ -136,12 +151,10 @@ def test_bad_input_is_one_clear_error(runs, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def seeds_out(runs, tmp_path_factory):
-    data, _, _ = runs
-    out = tmp_path_factory.mktemp("seeds") / "out"
-    argv = ["reproduce", "tiger", "--dataset", data, "--out", str(out), "--steps", "30",
-            "--seeds", "0,1", "--validation-users", "100", *SMALL, *HYBRIDS]  # fmt: skip
-    return out, argv
+def seeds_out(trained):
+    """(OUT of `--seeds 0,1`, its command, what --json printed, seed 1 trained alone)."""
+    _, out, argv, result, alone, _ = trained
+    return out, argv, result, alone
 
 
 def _last_json(capsys):
@@ -150,19 +163,16 @@ def _last_json(capsys):
 
 def test_seeds_train_each_member_as_its_own_run_and_rank_as_their_ensemble(runs, seeds_out,
                                                                            capsys):  # fmt: skip
-    data, outs, _ = runs
-    out, argv = seeds_out
-    assert cli.main([*argv, "--json"]) == 0
-    result = _last_json(capsys)
+    data, _, _ = runs
+    out, _, result, alone = seeds_out
     assert result["runs"] == [str(out / "seed_0"), str(out / "seed_1")]
     assert result["num_beams"] == [24, 24]  # the members' test beams, not the 20 of selection
     # Each member is the run `--seed s` makes alone ...
-    for member, alone in zip(result["runs"], outs, strict=True):
-        with open(f"{member}/result.json", encoding="utf-8") as f, \
-                open(f"{alone}/result.json", encoding="utf-8") as g:  # fmt: skip
-            assert json.load(f)["test"] == json.load(g)["test"]
-    # ... and the ensemble is `jaxrec analyze ensemble` of those runs, written to OUT.
-    expected = _ensemble(capsys, data, outs, "--validation-users", "100")
+    with open(out / "seed_1" / "result.json", encoding="utf-8") as f, \
+            open(f"{alone}/result.json", encoding="utf-8") as g:  # fmt: skip
+        assert json.load(f)["test"] == json.load(g)["test"]
+    # ... and the ensemble is `jaxrec analyze ensemble` of such runs, written to OUT.
+    expected = _ensemble(capsys, data, [result["runs"][0], alone], "--validation-users", "100")
     for key in ("variant", "test", "members_test", "test_by_variant", "validation_by_variant"):
         assert result[key] == expected[key], key
     with open(out / "ensemble.json", encoding="utf-8") as f:
@@ -179,9 +189,7 @@ def test_seeds_resume_trains_only_the_members_not_finished(runs, seeds_out, caps
     import os
     import shutil
 
-    out, argv = seeds_out
-    if not (out / "ensemble.json").exists():
-        assert cli.main(argv) == 0
+    out, argv, _, _ = seeds_out
     with open(out / "ensemble.json", encoding="utf-8") as f:
         before = json.load(f)
     kept = os.path.getmtime(out / "seed_0" / "result.json")
@@ -202,8 +210,8 @@ def test_seeds_resume_trains_only_the_members_not_finished(runs, seeds_out, caps
 
 
 def test_seeds_bad_input_is_one_clear_error(runs, seeds_out, tmp_path, capsys):
-    data, outs, _ = runs
-    out, argv = seeds_out
+    data = runs[0]
+    out, _, _, alone = seeds_out
     fresh = str(tmp_path / "new")
     base = ["reproduce", "tiger", "--dataset", data, *SMALL, "--steps", "30"]
     for extra, message in (
@@ -215,14 +223,11 @@ def test_seeds_bad_input_is_one_clear_error(runs, seeds_out, tmp_path, capsys):
          "e.g. 0,1"),
         (["--out", fresh, "--validation-users", "9"], "--validation-users chooses an "
          "ensemble's fusion: it needs --seeds"),
-        (["--out", outs[0], "--seeds", "0,1", "--resume"], f"--out {outs[0]}: holds a single "
+        (["--out", alone, "--seeds", "0,1", "--resume"], f"--out {alone}: holds a single "
          "run, not a --seeds ensemble"),
     ):  # fmt: skip
         assert cli.main([*base, *extra]) == 2
         assert capsys.readouterr().err.strip() == f"jaxrec: error: {message}"
-    if not (out / "jaxrec_ensemble.json").exists():
-        assert cli.main(argv) == 0
-    capsys.readouterr()
     for extra, message in (
         (["--seeds", "0,2", "--resume"], f"{out}: --resume with other seeds than the run "
          "there ([0, 1] -> [0, 2]); use the same command, or --overwrite to start anew"),
@@ -241,9 +246,7 @@ def test_seeds_out_recommends_with_the_ensemble_it_measured(runs, seeds_out, tmp
     from jaxrec.inference import recommend
 
     data, _, _ = runs
-    out, argv = seeds_out
-    if not (out / "ensemble.json").exists():
-        assert cli.main(argv) == 0
+    out = seeds_out[0]
     with open(out / "ensemble.json", encoding="utf-8") as f:
         measured = json.load(f)["test"]
     monkeypatch.setattr(recommend, "_ENSEMBLE_CHUNK", 64)  # several chunks of users
@@ -265,9 +268,7 @@ def test_seeds_out_recommends_with_the_ensemble_it_measured(runs, seeds_out, tmp
 
 def test_seeds_out_evaluates_again_as_measured(runs, seeds_out, tmp_path, capsys):
     data, _, _ = runs
-    out, argv = seeds_out
-    if not (out / "ensemble.json").exists():
-        assert cli.main(argv) == 0
+    out = seeds_out[0]
     with open(out / "ensemble.json", encoding="utf-8") as f:
         measured = json.load(f)
     capsys.readouterr()
