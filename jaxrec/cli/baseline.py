@@ -6,6 +6,9 @@ leave-one-out split and full ranking over all items; the printed metric keys are
 `jaxrec eval` (`recall@K`, `ndcg@K` for K in 1, 5, 10, 20, `num_users`) plus `seconds`. By
 default the target is ranked among all items; `--exclude-history` removes the user's earlier
 items from the ranking (RecBole's convention). The JSON says which was used.
+
+A trained baseline's figure from one seed is a point: `--seeds 0,1,2` trains it once per seed
+(each run exactly what `--seed S` gives) and reports every seed and the mean ± sample std.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ def add_parser(subparsers) -> None:
         d = _DEFAULTS[name]
         p.add_argument("--epochs", type=int, default=200, help="maximum epochs")
         p.add_argument("--patience", type=int, default=5, help="evaluations without gain")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=None, help="seed of the initialisation, "
+                       "the data order and dropout (default 0)")  # fmt: skip
+        p.add_argument("--seeds", default=None, metavar="S,S,...", help="train once per seed "
+                       "and report each and their mean ± sample std, e.g. 0,1,2")  # fmt: skip
         p.add_argument("--learning-rate", type=float, default=d["learning_rate"])
         p.add_argument("--batch-rows", type=int, default=32, help="packed rows per step")
         p.add_argument("--d-model", type=int, default=d["d_model"])
@@ -135,7 +141,43 @@ def _train(args, ds, result: dict):
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    seeds = _check_seeds(args)
     ds = read_dataset(args.dataset_dir, args.name)
+    if seeds is not None:
+        return _run_seeds(args, ds, seeds, t0)
+    result, metrics = _run_one(args, ds)
+    result["seconds"] = time.perf_counter() - t0
+    ranking = "history items excluded" if args.exclude_history else "all items ranked"
+    print(f"{args.baseline} on {ds.name} ({args.split}, {ds.num_users} users, {ranking}):")
+    for k in (1, 5, 10, 20):
+        r, n = metrics[f"recall@{k}"], metrics[f"ndcg@{k}"]
+        print(f"  Recall@{k:<2d} {r:.4f}   NDCG@{k:<2d} {n:.4f}")
+    print(f"  {result['seconds']:.1f} s")
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _check_seeds(args) -> list[int] | None:
+    """The seeds of `--seeds` (None without it); `args.seed` resolved to its default 0."""
+    seeds_text = getattr(args, "seeds", None)
+    if seeds_text is None:
+        if args.baseline != "pop" and args.seed is None:
+            args.seed = 0
+        return None
+    from jaxrec.recipes.seed_ensemble import parse_seeds
+
+    if args.seed is not None:
+        raise DataError("--seed and --seeds exclude each other (--seeds trains one run per seed)")
+    if args.recommendations:
+        raise DataError("--recommendations writes one model's lists: use it with --seed, not "
+                        "--seeds")  # fmt: skip
+    return parse_seeds(seeds_text, "a spread over seeds")
+
+
+def _run_one(args, ds) -> tuple[dict, dict]:
+    """(result, metrics) of one baseline run as `args` ask: the JSON fields and the figures."""
+    t0 = time.perf_counter()
     result: dict = {"model": args.baseline, "dataset": ds.name, "split": args.split}
     if args.baseline == "pop":
         from jaxrec.baselines import popularity
@@ -148,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"--top-k {args.top_k}: must be at least 1")
         model, res = _train(args, ds, result)
         metrics = sasrec.evaluate(model, res.params, ds, args.split, args.exclude_history)
-        result.update(best_epoch=res.best_epoch, epochs_run=res.epochs_run)
+        result.update(seed=args.seed, best_epoch=res.best_epoch, epochs_run=res.epochs_run)
         if args.recommendations:
             _write_recommendations(args, ds, sasrec.top_items(
                 model, res.params, ds, args.split, args.top_k, args.exclude_history))  # fmt: skip
@@ -156,14 +198,38 @@ def run(args: argparse.Namespace) -> int:
     result.update(metrics)
     result["exclude_history"] = bool(args.exclude_history)
     result["seconds"] = time.perf_counter() - t0
+    return result, metrics
+
+
+def _run_seeds(args, ds, seeds: list[int], t0: float) -> int:
+    """One run per seed, in order; each seed's figures, then their mean ± sample std."""
+    from jaxrec.recipes.seeds import spread
+
+    runs = []
+    for i, seed in enumerate(seeds, 1):
+        log.info("%s on %s: seed %d (%d of %d)", args.baseline, ds.name, seed, i, len(seeds))
+        result, _ = _run_one(argparse.Namespace(**{**vars(args), "seed": seed}), ds)
+        runs.append(result)
+    keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (1, 5, 10, 20)]
+    summary = {k: spread([r[k] for r in runs]) for k in keys}
     ranking = "history items excluded" if args.exclude_history else "all items ranked"
-    print(f"{args.baseline} on {ds.name} ({args.split}, {ds.num_users} users, {ranking}):")
+    print(f"{args.baseline} on {ds.name} ({args.split}, {ds.num_users} users, {ranking}), "
+          f"seeds {','.join(map(str, seeds))}:")  # fmt: skip
+    for r in runs:
+        print(f"  seed {r['seed']:<3d} Recall@10 {r['recall@10']:.4f}   NDCG@10 "
+              f"{r['ndcg@10']:.4f}   best epoch {r['best_epoch']} of {r['epochs_run']}, "
+              f"{r['seconds']:.1f} s")  # fmt: skip
+    print("  mean ± sample std:")
     for k in (1, 5, 10, 20):
-        r, n = metrics[f"recall@{k}"], metrics[f"ndcg@{k}"]
-        print(f"  Recall@{k:<2d} {r:.4f}   NDCG@{k:<2d} {n:.4f}")
-    print(f"  {result['seconds']:.1f} s")
+        r, n = summary[f"recall@{k}"], summary[f"ndcg@{k}"]
+        print(f"  Recall@{k:<2d} {r['mean']:.4f} ± {r['std']:.4f}   "
+              f"NDCG@{k:<2d} {n['mean']:.4f} ± {n['std']:.4f}")  # fmt: skip
+    seconds = time.perf_counter() - t0
+    print(f"  {seconds:.1f} s")
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({"model": args.baseline, "dataset": ds.name, "split": args.split,
+                          "exclude_history": bool(args.exclude_history), "seeds": seeds,
+                          "runs": runs, "spread": summary, "seconds": seconds}))  # fmt: skip
     return 0
 
 

@@ -122,14 +122,14 @@ def evaluate_dir(
     return metrics, rows
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0,1,2' -> [0, 1, 2]; at least two distinct integers."""
+def parse_seeds(text: str, purpose: str = "an ensemble") -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; at least two distinct integers (`purpose` names what needs them)."""
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise DataError(f"--seeds {text!r}: want comma-separated integers, e.g. 0,1") from None
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise DataError(f"--seeds {text!r}: an ensemble needs at least two distinct seeds")
+        raise DataError(f"--seeds {text!r}: {purpose} needs at least two distinct seeds")
     return seeds
 
 

@@ -1,5 +1,6 @@
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from jaxrec.baselines import packing, popularity, sasrec
 from jaxrec.cli import baseline as baseline_cmd
 from jaxrec.data.canonical import write_dataset
-from jaxrec.data.dataset import Dataset, Item
+from jaxrec.data.dataset import DataError, Dataset, Item
 
 NUM_ITEMS = 40
 
@@ -126,6 +127,55 @@ def test_recommendations_file_gives_the_evaluated_recall(tmp_path, capsys):
         assert r["scores"] == sorted(r["scores"], reverse=True)
     hits = [int(t) in r["items"] for r, t in zip(rows, ds.targets("validation"), strict=True)]
     assert np.mean(hits) == pytest.approx(out["recall@10"], abs=1e-12)
+
+
+def _baseline(argv, capsys):
+    """Exit code and the last stdout line of `jaxrec baseline ...` (parsed when JSON)."""
+    parser = argparse.ArgumentParser()
+    baseline_cmd.add_parser(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    lines = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(lines[-1]) if lines and lines[-1].startswith("{") else lines
+
+
+def test_seeds_train_each_seed_as_its_own_run_and_report_the_spread(tmp_path, capsys):
+    ds = cycle_dataset(num_users=50, seed=4)
+    write_dataset(ds, str(tmp_path))
+    base = ["baseline", "sasrec", str(tmp_path), "--json", "--epochs", "2", "--d-model", "16",
+            "--batch-rows", "4"]  # fmt: skip
+    code, out = _baseline([*base, "--seeds", "3,1"], capsys)
+    assert code == 0
+    assert out["seeds"] == [3, 1] and [r["seed"] for r in out["runs"]] == [3, 1]
+    for run, seed in zip(out["runs"], (3, 1), strict=True):
+        code, alone = _baseline([*base, "--seed", str(seed)], capsys)
+        assert code == 0
+        for key in ("recall@10", "ndcg@10", "recall@20", "best_epoch", "epochs_run"):
+            assert run[key] == alone[key], (seed, key)
+    assert out["runs"][0]["ndcg@20"] != out["runs"][1]["ndcg@20"]  # the seed reaches the run
+    for key in ("recall@10", "ndcg@20"):
+        values = [r[key] for r in out["runs"]]
+        assert out["spread"][key]["mean"] == pytest.approx(np.mean(values), abs=1e-15)
+        assert out["spread"][key]["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-15)
+    # Without --seed or --seeds: seed 0.
+    code, default = _baseline(base, capsys)
+    assert code == 0 and default["seed"] == 0
+
+
+def test_seeds_bad_input_is_one_clear_error(tmp_path, capsys):
+    write_dataset(cycle_dataset(num_users=20, seed=5), str(tmp_path))
+    base = ["baseline", "sasrec", str(tmp_path), "--epochs", "1"]
+    for extra, message in (
+        (["--seeds", "0,1", "--seed", "0"], "--seed and --seeds exclude each other"),
+        (["--seeds", "2"], "--seeds '2': a spread over seeds needs at least two distinct seeds"),
+        (["--seeds", "0,0"], "needs at least two distinct seeds"),
+        (["--seeds", "0,a"], "--seeds '0,a': want comma-separated integers"),
+        (["--seeds", "0,1", "--recommendations", str(tmp_path / "r.jsonl")],
+         "--recommendations writes one model's lists: use it with --seed, not --seeds"),
+    ):  # fmt: skip
+        with pytest.raises(DataError, match=re.escape(message)):
+            _baseline([*base, *extra], capsys)
+    assert not (tmp_path / "r.jsonl").exists()
 
 
 @pytest.mark.parametrize("exclude_history", [False, True])
