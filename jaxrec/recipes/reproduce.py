@@ -283,7 +283,13 @@ def run_tiger(
         raise DataError(f"{out_dir}: holds checkpoints of an earlier run; resume it "
                         "(--resume) or start anew (--overwrite)")  # fmt: skip
     checkpoints = tl.Checkpoints(manager, every=10**9, keep=2)
-    hooks = [tl.NonFiniteStop(), tl.MetricsLog(out_dir, every=100), validation]
+    # After the last step: the weight again with the test's beams (a hybrid whose test beams
+    # differ) and the test, all users; the search costs about linearly in users and beams.
+    after = selection.AfterTraining(
+        validation, test_beams / cfg.num_beams * (rechoose + dataset.num_users / len(val_users)),
+        compiles=test_beams != cfg.num_beams,
+    )  # fmt: skip
+    hooks = [tl.NonFiniteStop(), tl.MetricsLog(out_dir, every=100), validation, after]
     budget = None
     if not fixed:
         budget = selection.WallClockBudget(

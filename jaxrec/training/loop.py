@@ -72,8 +72,9 @@ class Hook:
         return 0.0
 
     def seconds_ahead(self, loop: TrainLoop, step: int) -> float:
-        """Estimated wall-clock seconds this hook will still spend after `step` until the last
-        planned step (e.g. the validations still due): the progress line adds them to its ETA."""
+        """Estimated wall-clock seconds this hook will still spend after `step`, until the last
+        planned step (e.g. the validations still due) or after it (the run's final choice and
+        test, `selection.AfterTraining`): the progress line adds them to its ETA."""
         return 0.0
 
 
@@ -267,8 +268,9 @@ class MetricsLog(Hook):
 
     The rates count training only: time other hooks spent inside the window (validation,
     `Hook.seconds_spent`) is left out. The ETA is the steps left at that rate plus what the
-    hooks still plan (`Hook.seconds_ahead`: the validations still due), so a run that
-    validates every few epochs is not promised to end early."""
+    hooks still plan (`Hook.seconds_ahead`: the validations still due and, in `jaxrec
+    reproduce`, the final choice and test after the last step), so a run that validates every
+    few epochs is not promised to end early."""
 
     name = "metrics_log"
 

@@ -90,6 +90,8 @@ class Validation(Hook):
         self.losses: list[tuple[int, float]] = []
         self.last_step: int | None = None  # step of the latest evaluation
         self.last_seconds = 0.0
+        self.evaluated_here = 0  # evaluations of this process (its first one compiles)
+        self.first_seconds_here = 0.0
         self.seconds = 0.0  # all evaluations of the run
 
     def state_dict(self):
@@ -136,6 +138,9 @@ class Validation(Hook):
         t = time.perf_counter()
         m = self.evaluate(loop.state.params)
         self.last_seconds = time.perf_counter() - t
+        self.evaluated_here += 1
+        if self.evaluated_here == 1:
+            self.first_seconds_here = self.last_seconds
         self.seconds += self.last_seconds
         self.last_step = step
         point = {"step": step, "minutes": round(loop.elapsed() / 60, 2),
@@ -155,6 +160,29 @@ class Validation(Hook):
 
     def _key(self, m: dict) -> tuple:
         return tuple(float(m[k]) for k in self.keys)
+
+
+class AfterTraining(Hook):
+    """The work a run does after its last step (the final choice and the test), for the ETA.
+
+    It costs about what a validation costs, scaled: `scale` validations' worth (e.g. the
+    test's users over the validation users, times its beams over theirs), plus one compilation
+    when `compiles` (other beams than the validations'). Once this process has run two
+    validations, a validation costs the latest one's time and a compilation what its first one
+    took beyond that; before, the run's mean stands for both; before any, nothing.
+    """
+
+    name = "after_training"
+
+    def __init__(self, validation: Validation, scale: float, compiles: bool = False):
+        self.validation, self.scale, self.compiles = validation, float(scale), compiles
+
+    def seconds_ahead(self, loop, step):
+        v = self.validation
+        if v.evaluated_here < 2:
+            return self.scale * v.mean_seconds()
+        compile_s = max(v.first_seconds_here - v.last_seconds, 0.0) if self.compiles else 0.0
+        return self.scale * v.last_seconds + compile_s
 
 
 class WallClockBudget(Hook):

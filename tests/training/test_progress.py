@@ -32,15 +32,30 @@ def clock(monkeypatch):
     return c
 
 
-def _run(tmp_path, clock, train_steps, log_every, eval_every):
+def _run(
+    tmp_path,
+    clock,
+    train_steps,
+    log_every,
+    eval_every,
+    after_scale=None,
+    first_s=EVAL_S,
+    compiles=False,
+):
+    calls = []
+
     def evaluate(params):
-        clock.now += EVAL_S
+        clock.now += first_s if not calls else EVAL_S  # the first may compile the search
+        calls.append(1)
         return {"recall@10": 0.1, "ndcg@10": 0.05}
 
     log_hook = tl.MetricsLog(str(tmp_path), every=log_every)
     validation = Validation(evaluate, every=eval_every)
+    hooks = [log_hook, validation]
+    if after_scale is not None:
+        hooks.append(selection.AfterTraining(validation, after_scale, compiles))
     loop = types.SimpleNamespace(
-        step=0, train_steps=train_steps, stop_reason=None, hooks=[log_hook, validation],
+        step=0, train_steps=train_steps, stop_reason=None, hooks=hooks,
         state=types.SimpleNamespace(params=None), elapsed=lambda: clock.now,
         request_save=lambda: None,
     )  # fmt: skip
@@ -66,6 +81,36 @@ def test_rate_leaves_out_validation_and_eta_counts_the_validations_due(tmp_path,
     assert out[0].endswith("| 1.00 steps/s 10 tok/s | ETA 1m05s")
     # At step 10 (logged before the final validation runs): that validation remains.
     assert out[1].endswith("| 1.00 steps/s 10 tok/s | ETA 0m30s")
+
+
+def test_eta_adds_the_work_after_training_scaled_from_the_validations(tmp_path, clock, capsys):
+    # A final choice and test worth 2.5 validations (e.g. four times the users at the same
+    # beams, and no choice again): 75 s at 30 s per validation, from the first one on.
+    _run(tmp_path, clock, train_steps=10, log_every=3, eval_every=4, after_scale=2.5)
+    out = capsys.readouterr().out.splitlines()
+    etas = [ln.rsplit("ETA ", 1)[1] for ln in out]
+    # Step 3: nothing measured yet (the validations and the test are still unknown): 7 s.
+    # Step 6: 4 steps + validations at 8 and 10 (60 s) + 75 s. Step 9: 1 + 30 + 75.
+    # Step 10 (logged before the final validation): 30 + 75.
+    assert etas == ["0m07s", "2m19s", "1m46s", "1m45s"]
+
+
+@pytest.mark.parametrize("compiles", [False, True])
+def test_after_training_costs_the_latest_validation_once_one_ran_without_compiling(
+    tmp_path, clock, capsys, compiles
+):
+    # The first validation takes 60 s (30 of them compiling), the next 30 s: once two have run,
+    # the work after training is costed at the latest one's 30 s, not at their mean of 45 s,
+    # plus the 30 s of one compilation when its beams differ from the validations'.
+    _run(tmp_path, clock, train_steps=10, log_every=3, eval_every=4, after_scale=2.5, first_s=60,
+         compiles=compiles)  # fmt: skip
+    etas = [ln.rsplit("ETA ", 1)[1] for ln in capsys.readouterr().out.splitlines()]
+    # Step 6: 4 steps + 2 validations due at the mean 60 s + 2.5 x 60. Step 9: 1 + 45 + 75
+    # (+ 30). Step 10: 45 + 75 (+ 30).
+    if compiles:
+        assert etas == ["0m07s", "4m34s", "2m31s", "2m30s"]
+    else:
+        assert etas == ["0m07s", "4m34s", "2m01s", "2m00s"]
 
 
 def test_without_validation_the_eta_is_the_steps_left(tmp_path, clock, capsys):
