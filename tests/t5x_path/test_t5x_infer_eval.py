@@ -18,23 +18,28 @@ def _common(model_dir) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def jaxrec_eval(finetuned, t5x_env, tmp_path_factory):
-    """`jaxrec eval --model_dir <t5x MODEL_DIR>` (20 beams, test split): metrics and rows."""
+@pytest.fixture(scope="session")
+def jaxrec_eval(finetuned, t5x_env, shared_root):
+    """`jaxrec eval --model_dir <t5x MODEL_DIR>` (20 beams, test split): metrics and rows.
+    Run once per session under a lock, as `finetuned` is, whichever xdist worker asks first."""
     import json
     import subprocess
     import sys
 
-    from .conftest import REPO
+    from .conftest import REPO, _locked
 
-    out = tmp_path_factory.mktemp("jaxrec_eval") / "rows.jsonl"
-    cmd = [sys.executable, "-m", "jaxrec", "eval", "--model_dir", str(finetuned[0]),
-           "--dataset", t5x_env["JAXREC_SYNTHETIC_DIR"], "--num_beams", "20", "--json",
-           "--out", str(out)]  # fmt: skip
-    env = {k: v for k, v in t5x_env.items() if k != "XLA_FLAGS"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), read_jsonl(out)
+    out, summary = shared_root / "jaxrec_eval_rows.jsonl", shared_root / "jaxrec_eval.json"
+    with _locked(shared_root / "jaxrec_eval.lock"):
+        if not summary.exists():
+            cmd = [sys.executable, "-m", "jaxrec", "eval", "--model_dir", str(finetuned[0]),
+                   "--dataset", t5x_env["JAXREC_SYNTHETIC_DIR"], "--num_beams", "20", "--json",
+                   "--out", str(out)]  # fmt: skip
+            env = {k: v for k, v in t5x_env.items() if k != "XLA_FLAGS"}
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                                  timeout=600)  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-4000:]
+            summary.write_text(proc.stdout.strip().splitlines()[-1])
+    return json.loads(summary.read_text()), read_jsonl(out)
 
 
 def test_infer_emits_only_valid_items_best_beam_first(finetuned, t5x_env, tmp_path, jaxrec_eval):
