@@ -147,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_seeds(args, ds, seeds, t0)
     result, metrics = _run_one(args, ds)
     result["seconds"] = time.perf_counter() - t0
-    ranking = "history items excluded" if args.exclude_history else "all items ranked"
-    print(f"{args.baseline} on {ds.name} ({args.split}, {ds.num_users} users, {ranking}):")
+    print(f"{_title(args, ds)}:")
     for k in (1, 5, 10, 20):
         r, n = metrics[f"recall@{k}"], metrics[f"ndcg@{k}"]
         print(f"  Recall@{k:<2d} {r:.4f}   NDCG@{k:<2d} {n:.4f}")
@@ -156,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _title(args, ds) -> str:
+    ranking = "history items excluded" if args.exclude_history else "all items ranked"
+    return f"{args.baseline} on {ds.name} ({args.split}, {ds.num_users} users, {ranking})"
 
 
 def _check_seeds(args) -> list[int] | None:
@@ -212,9 +216,7 @@ def _run_seeds(args, ds, seeds: list[int], t0: float) -> int:
         runs.append(result)
     keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (1, 5, 10, 20)]
     summary = {k: spread([r[k] for r in runs]) for k in keys}
-    ranking = "history items excluded" if args.exclude_history else "all items ranked"
-    print(f"{args.baseline} on {ds.name} ({args.split}, {ds.num_users} users, {ranking}), "
-          f"seeds {','.join(map(str, seeds))}:")  # fmt: skip
+    print(f"{_title(args, ds)}, seeds {','.join(map(str, seeds))}:")
     for r in runs:
         print(f"  seed {r['seed']:<3d} Recall@10 {r['recall@10']:.4f}   NDCG@10 "
               f"{r['ndcg@10']:.4f}   best epoch {r['best_epoch']} of {r['epochs_run']}, "
